@@ -1,0 +1,41 @@
+# Deep Speech 2 with RNN weight pruning. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EXP ?= demo
+DEMO_RUN := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+
+.PHONY: install demo test train eval corpus summary clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+install: $(VENV)/.installed  ## create .venv and install the project (idempotent)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install  ## build synth_small, train a small DS2, evaluate on held-out voices and sentences
+	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_RUN)
+	$(PY) evaluate.py $(DEMO_RUN) --split test --out $(DEMO_RUN)/eval
+
+test: install  ## the test suite (CPU, no network)
+	$(PY) -m pytest -q
+
+train: install  ## train an experiment: make train EXP=demo ARGS="trainer.num_epochs=5"
+	$(PY) train.py experiment=$(EXP) $(ARGS)
+
+eval: install  ## evaluate run folders or checkpoints: make eval RUNS="outputs/a outputs/b" ARGS="--baseline a"
+	$(PY) evaluate.py $(RUNS) $(ARGS)
+
+corpus: install  ## build the built-in corpus: make corpus SIZE=small (tiny, small, full)
+	$(PY) scripts/prepare_synth.py --size $(or $(SIZE),small) --out corpora/synth_$(or $(SIZE),small)
+
+summary: install  ## per-layer parameter table: make summary MODEL=ds2_rnn_paper
+	$(PY) scripts/model_summary.py model=$(or $(MODEL),ds2_rnn_paper) $(ARGS)
+
+clean:  ## remove outputs (keeps corpora and .venv)
+	rm -rf outputs multirun results

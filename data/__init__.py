@@ -1,0 +1,1 @@
+"""Data pipeline: manifests, audio I/O, features, tokenizers, batching and corpus builders."""
