@@ -1,0 +1,95 @@
+"""Building blocks of Deep Speech 2 (Amodei et al., 2016) that respect sequence lengths.
+
+Every block takes the valid-frame mask of its input and returns padded frames set to zero, so that an utterance
+gives the same output alone and inside a padded batch (docs/pitfalls.md item 8).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def clipped_relu(x: torch.Tensor, clip: float) -> torch.Tensor:
+    """DS2's activation min(max(x, 0), clip)."""
+    return F.hardtanh(x, 0.0, clip)
+
+
+def time_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """(batch,) lengths -> (max_length, batch) bool mask, True on valid frames."""
+    return torch.arange(max_length, device=lengths.device)[:, None] < lengths[None, :]
+
+
+def masked_batch_norm(norm: nn.BatchNorm1d, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sequence-wise batch normalisation (DS2 section 3.2): statistics over valid frames only.
+
+    x: (*mask.shape, C) or (*mask.shape, C, L) with channels C (a trailing L is pooled into the statistics, as
+    BatchNorm2d pools height and width); mask: bool, True on valid frames. The valid frames are gathered into
+    (num_valid, C[, L]) and go through ``norm`` (so training updates its running statistics exactly as
+    nn.BatchNorm does); padded frames of the result are 0.
+    """
+    return x.new_zeros(x.shape).index_put((mask,), norm(x[mask]))
+
+
+class ConvBlock(nn.Module):
+    """Conv2d over (frequency, time) + batch norm + clipped ReLU, with "same"-style padding of k // 2 per side.
+
+    Output sizes follow the conv module's own kernel, stride, padding and dilation (floor arithmetic).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: list[int], stride: list[int], relu_clip: float):
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, tuple(kernel), tuple(stride), padding=(kernel[0] // 2, kernel[1] // 2),
+            bias=False,  # the batch norm's shift replaces it
+        )
+        self.norm = nn.BatchNorm1d(out_channels)
+        self.relu_clip = relu_clip
+
+    def output_size(self, size: int | torch.Tensor, dim: int) -> int | torch.Tensor:
+        """Output size along ``dim`` (0 = frequency, 1 = time) of an input of ``size`` frames or bins."""
+        conv = self.conv
+        span = conv.dilation[dim] * (conv.kernel_size[dim] - 1) + 1
+        return (size + 2 * conv.padding[dim] - span) // conv.stride[dim] + 1
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, C_in, F, T), zero beyond ``lengths`` -> ((batch, C_out, F', T') zero beyond the new lengths,
+        new lengths (batch,))."""
+        x = self.conv(x)
+        lengths = self.output_size(lengths, dim=1)
+        mask = time_mask(lengths, x.shape[-1]).t()  # (batch, T')
+        x = masked_batch_norm(self.norm, x.permute(0, 3, 1, 2), mask)  # (batch, T', C_out, F')
+        return clipped_relu(x, self.relu_clip).permute(0, 2, 3, 1), lengths
+
+
+class FullyConnected(nn.Module):
+    """DS2's fully connected layer: Linear without bias + sequence-wise batch norm + clipped ReLU.
+
+    Parameters in*out + 2*out (the paper counts h*h + 2h for in = out = h).
+    """
+
+    def __init__(self, in_features: int, out_features: int, relu_clip: float):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=False)
+        self.norm = nn.BatchNorm1d(out_features)
+        self.relu_clip = relu_clip
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (T, batch, in), mask: (T, batch) -> (T, batch, out), zero on padded frames."""
+        return clipped_relu(masked_batch_norm(self.norm, self.linear(x), mask), self.relu_clip)
+
+
+class Lookahead(nn.Module):
+    """DS2's row convolution (section 3.5) for unidirectional models: r_t = sum_{j=0..context} W_j * h_{t+j},
+    depthwise (one filter row per feature), future frames only; frames past an utterance's end count as 0."""
+
+    def __init__(self, num_features: int, context: int):
+        super().__init__()
+        self.context = context
+        self.conv = nn.Conv1d(num_features, num_features, context + 1, groups=num_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (T, batch, H), zero on padded frames (as the recurrent layers return it) -> (T, batch, H), zero on
+        padded frames too (no bias, and a padded frame only sees later, padded frames)."""
+        x = self.conv(F.pad(x.permute(1, 2, 0), (0, self.context)))  # (batch, H, T + context) -> (batch, H, T)
+        return x.permute(2, 0, 1)
