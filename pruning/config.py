@@ -40,7 +40,7 @@ def default_groups() -> dict[str, GroupConfig]:
     return {
         "recurrent": GroupConfig(patterns=[r"rnns\.\d+\..*weight_hh"]),
         "input": GroupConfig(patterns=[r"rnns\.\d+\..*weight_ih"]),
-        "fc": GroupConfig(patterns=[r"^fc\..*weight$"]),
+        "fc": GroupConfig(patterns=[r"^fc\.(linear|\d+)\.weight$"]),  # DeepSpeech2's fc.linear (or a Sequential)
     }
 
 

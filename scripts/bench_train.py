@@ -1,0 +1,76 @@
+"""Training throughput: audio seconds trained per wall-clock second, for model configs on random batches.
+
+    python scripts/bench_train.py                                   # the small CPU configs
+    python scripts/bench_train.py --models ds2_rnn_paper ds2_gru_paper --steps 3   # paper configs, few steps
+
+Each model trains ``--steps`` SGD steps (after one warm-up step) on batches of ``--batch`` utterances of
+``--seconds`` seconds of random features; prints a markdown table and writes it to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from data.features import FeatureExtractor  # noqa: E402
+from data.tokenizer import CharTokenizer  # noqa: E402
+from models.config import build_model  # noqa: E402
+from training.compose import compose_config  # noqa: E402
+from training.loss import ctc_losses  # noqa: E402
+from training.trainer import pick_device  # noqa: E402
+
+
+def audio_seconds_per_second(model_name: str, batch: int, seconds: float, steps: int, device: torch.device) -> dict:
+    """Train ``steps`` steps on random (batch, features, frames) inputs; returns the throughput row."""
+    cfg = compose_config([f"model={model_name}"])
+    extractor = FeatureExtractor(cfg.data.features, cfg.data.sample_rate)
+    model = build_model(cfg.model, extractor.num_features, CharTokenizer().num_classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
+    frames = int(seconds * 100)
+    features = torch.randn(batch, extractor.num_features, frames, device=device)
+    lengths = torch.full((batch,), frames, device=device)
+    targets = torch.randint(1, 29, (batch * int(seconds * 10),))
+    target_lengths = torch.full((batch,), int(seconds * 10))
+    elapsed = 0.0
+    for step in range(steps + 1):
+        tic = time.perf_counter()
+        log_probs, out_lengths = model(features, lengths)
+        losses, _ = ctc_losses(log_probs, out_lengths, targets, target_lengths)
+        optimizer.zero_grad()
+        losses.mean().backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed += (time.perf_counter() - tic) if step else 0.0  # step 0 warms up
+    params = sum(p.numel() for p in model.parameters())
+    return {"model": model_name, "params_m": params / 1e6, "step_s": elapsed / steps,
+            "audio_s_per_s": batch * seconds * steps / elapsed}
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["ds2_rnn_small", "ds2_gru_small"])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("results/bench_train.md"))
+    args = parser.parse_args(argv)
+    device = pick_device(args.device)
+    rows = [audio_seconds_per_second(m, args.batch, args.seconds, args.steps, device) for m in args.models]
+    lines = [f"device: {device}, threads: {torch.get_num_threads()}, batch {args.batch} x {args.seconds} s", "",
+             "| model | params | step time | audio s / s |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['params_m']:.2f} M | {r['step_s']:.3f} s | {r['audio_s_per_s']:.1f} |" for r in rows]
+    table = "\n".join(lines)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    print(main())

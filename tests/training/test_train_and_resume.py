@@ -1,0 +1,88 @@
+"""End-to-end training on the tiny synthetic corpus: smoke run, kill-and-resume, evaluate.py outputs."""
+import json
+
+import pytest
+import torch
+
+import evaluate
+from train import main
+from training.checkpoint import load_checkpoint
+from training.compose import compose_config
+
+pytestmark = pytest.mark.slow
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+@pytest.fixture(scope="module")
+def overfit_run(overfit_manifest, tmp_path_factory):
+    """ds2_tiny trained on 8 utterances and validated on the same 8: it must memorise them."""
+    out = tmp_path_factory.mktemp("overfit_run")
+    overrides = [
+        "model=ds2_tiny", "data=synth_tiny", "data.synth=null", f"data.train_manifest={overfit_manifest}",
+        f"data.dev_manifest={overfit_manifest}", f"data.test_manifest={overfit_manifest}", "data.num_workers=0",
+        "data.features.stats_utterances=0", "data.max_frames_per_batch=100000", f"trainer.output_dir={out}",
+        "trainer.progress=false", "trainer.log_every_steps=1", "trainer.num_epochs=60",
+        "trainer.eval_every_epochs=60", "optim=adamw", "optim.lr=3e-3", "optim.warmup_steps=0",
+        "optim.lr_decay_per_epoch=1.0",
+    ]
+    return out, main(compose_config(overrides)), overrides
+
+
+def test_training_lowers_the_loss_and_the_error_on_the_training_utterances(overfit_run, overfit_manifest, tmp_path):
+    out, summary, _ = overfit_run
+    losses = train_losses(out)
+    assert losses[max(losses)] < 0.5 * losses[1]
+    untrained = tmp_path / "untrained"
+    main(compose_config([*overfit_run[2][:9], f"trainer.output_dir={untrained}", "trainer.progress=false",
+                         "trainer.max_steps=1", "trainer.num_epochs=1"]))
+    rows = evaluate.main([str(untrained / "checkpoints" / "last.pt"), str(out / "checkpoints" / "best.pt"),
+                          "--names", "untrained", "trained", "--manifest", str(overfit_manifest),
+                          "--baseline", "untrained", "--out", str(tmp_path / "eval")])
+    untrained_cer, trained_cer = rows[0]["cer"], rows[1]["cer"]
+    assert trained_cer < 0.5 * untrained_cer, (untrained_cer, trained_cer)
+    assert summary["best_dev_cer"] == pytest.approx(trained_cer, abs=1e-9)
+
+
+def test_evaluate_writes_hypotheses_results_and_table(overfit_run, overfit_manifest, tmp_path):
+    out, _, _ = overfit_run
+    rows = evaluate.main([str(out), "--manifest", str(overfit_manifest), "--out", str(tmp_path)])
+    [row] = rows
+    hyps = [json.loads(line) for line in (tmp_path / f"{row['name']}.hyps.jsonl").read_text().splitlines()]
+    assert len(hyps) == 8 and {"reference", "hypothesis", "audio_filepath"} <= set(hyps[0])
+    assert json.loads((tmp_path / "results.json").read_text())[0]["cer"] == row["cer"]
+    assert row["name"] in (tmp_path / "results.md").read_text()
+    assert row["params"] == row["nonzero_params"] > 0  # dense model
+
+
+def test_checkpoint_holds_everything_a_resume_needs(overfit_run):
+    out, _, _ = overfit_run
+    state = load_checkpoint(out)
+    for key in ("model", "optimizer", "scheduler", "sampler", "rng", "step", "epoch", "config",
+                "feature_stats", "tokenizer", "pruning", "code_version", "format_version"):
+        assert key in state, key
+    assert state["step"] > 0 and state["config"]["model"]["name"]
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+def test_killed_run_resumes_to_the_same_losses(tiny_corpus, tmp_path, tiny_run_overrides):
+    extra = ["trainer.num_epochs=2", "data.max_frames_per_batch=3000", "data.augment.freq_masks=1",
+             "data.augment.time_masks=1", "trainer.checkpoint_every_steps=3"]
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    overrides = lambda out: tiny_run_overrides(tiny_corpus["train"], tiny_corpus["dev"], out, *extra)  # noqa: E731
+    main(compose_config(overrides(full_dir)))
+    full = train_losses(full_dir)
+    # "kill" after 5 steps: the last checkpoint is at step 3, so steps 4-5 are redone after resuming
+    main(compose_config([*overrides(cut_dir), "trainer.max_steps=5"]))
+    (cut_dir / "checkpoints" / "last.pt").unlink()
+    (cut_dir / "checkpoints" / "step3.pt").rename(cut_dir / "checkpoints" / "last.pt")
+    main(compose_config([*overrides(tmp_path / "ignored"), f"trainer.resume={cut_dir}"]))
+    resumed = train_losses(cut_dir)
+    assert sorted(resumed) == sorted(full) and len(full) > 5
+    assert all(resumed[step] == full[step] for step in full), [(s, full[s], resumed[s]) for s in full]
+    final_full, final_resumed = load_checkpoint(full_dir), load_checkpoint(cut_dir)
+    for name, tensor in final_full["model"].items():
+        assert torch.equal(tensor, final_resumed["model"][name]), name

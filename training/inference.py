@@ -1,0 +1,56 @@
+"""Rebuild a trained model and its front-end from a checkpoint alone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from data.audio import load_audio
+from data.config import DataConfig
+from models.config import ModelConfig, build_model
+from training.checkpoint import load_checkpoint
+from training.pipeline import Frontend
+from training.scoring import greedy_decode
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with the front-end it was trained with, and the checkpoint it came from."""
+
+    model: torch.nn.Module
+    frontend: Frontend
+    data_cfg: DataConfig
+    model_cfg: ModelConfig
+    checkpoint: dict
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint["config"].get("experiment_name") or Path(self.checkpoint["path"]).parents[1].name
+
+    def num_parameters(self) -> tuple[int, int]:
+        """(total, nonzero) parameter counts: the nonzero count is what pruning leaves."""
+        params = list(self.model.parameters())
+        return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
+
+    @torch.no_grad()
+    def transcribe(self, audio_path: str | Path) -> str:
+        """Greedy transcript of one audio file."""
+        device = next(self.model.parameters()).device
+        features = self.frontend.normalizer(self.frontend.extractor(load_audio(audio_path, self.data_cfg.sample_rate)))
+        lengths = torch.tensor([features.shape[1]], device=device)
+        log_probs, out_lengths = self.model(features[None].to(device), lengths)
+        return greedy_decode(log_probs, out_lengths, self.frontend.tokenizer)[0]
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Checkpoint file or run folder (``best.pt`` preferred) -> :class:`LoadedModel`."""
+    checkpoint = load_checkpoint(path, prefer=("best.pt", "last.pt"))
+    config = checkpoint["config"]
+    data_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), config["data"]))
+    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), config["model"]))
+    frontend = Frontend.from_checkpoint(data_cfg, checkpoint)
+    model = build_model(model_cfg, frontend.extractor.num_features, frontend.tokenizer.num_classes)
+    model.load_state_dict(checkpoint["model"])
+    return LoadedModel(model.to(device).eval(), frontend, data_cfg, model_cfg, checkpoint)
