@@ -31,8 +31,8 @@ train: install  ## train an experiment: make train EXP=demo ARGS="trainer.num_ep
 eval: install  ## evaluate run folders or checkpoints: make eval RUNS="outputs/a outputs/b" ARGS="--baseline a"
 	$(PY) evaluate.py $(RUNS) $(ARGS)
 
-corpus: install  ## build the built-in corpus: make corpus SIZE=small (tiny, small, full)
-	$(PY) scripts/prepare_synth.py --size $(or $(SIZE),small) --out corpora/synth_$(or $(SIZE),small)
+corpus: install  ## build the built-in corpus ahead of training: make corpus SIZE=small (tiny, small, full)
+	$(PY) scripts/prepare_synth.py --size $(or $(SIZE),small)
 
 summary: install  ## per-layer parameter table: make summary MODEL=ds2_rnn_paper
 	$(PY) scripts/model_summary.py model=$(or $(MODEL),ds2_rnn_paper) $(ARGS)

@@ -88,7 +88,7 @@ class SynthConfig:
 #: tiny 0.035/0.008/0.006, small 0.648/0.086/0.089, full 2.773/0.172/0.189.
 SYNTH_SIZES: dict[str, SynthConfig] = {
     "tiny": SynthConfig(num_train=40, num_dev=8, num_test=8, num_dev_voices=2, num_test_voices=2),
-    "small": SynthConfig(),
+    "small": SynthConfig(num_train=1000),
     "full": SynthConfig(num_train=3000, num_dev=200, num_test=200, num_dev_voices=12, num_test_voices=12),
 }
 

@@ -45,12 +45,15 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_pruning_report(pruner: Pruner, out_dir: str | Path) -> None:
-    """Write ``pruning_report.json``, ``pruning_report.md`` and ``sparsity_schedule.png`` into ``out_dir``."""
+def write_pruning_report(pruner: Pruner, out_dir: str | Path) -> str:
+    """Write ``pruning_report.json``, ``pruning_report.md`` and ``sparsity_schedule.png`` into ``out_dir``;
+    returns the markdown table."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, sparsity = pruner.report(), pruner.sparsity()
     summary = {"method": pruner.method, "sparsity": sparsity, "tensors": rows, "history": pruner.history}
     (out / "pruning_report.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "pruning_report.md").write_text(_markdown(pruner.method, rows, sparsity))
+    table = _markdown(pruner.method, rows, sparsity)
+    (out / "pruning_report.md").write_text(table)
     _plot(pruner.history, out / "sparsity_schedule.png")
+    return table

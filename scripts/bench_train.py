@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,32 +20,19 @@ from data.features import FeatureExtractor  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
 from models.config import build_model  # noqa: E402
 from training.compose import compose_config  # noqa: E402
-from training.loss import ctc_losses  # noqa: E402
+from training.benchmark import random_batch, timed_train_step  # noqa: E402
 from training.trainer import pick_device  # noqa: E402
 
 
 def audio_seconds_per_second(model_name: str, batch: int, seconds: float, steps: int, device: torch.device) -> dict:
-    """Train ``steps`` steps on random (batch, features, frames) inputs; returns the throughput row."""
+    """Train ``steps`` steps (after one warm-up step) on a random batch; returns the throughput row."""
     cfg = compose_config([f"model={model_name}"])
     extractor = FeatureExtractor(cfg.data.features, cfg.data.sample_rate)
     model = build_model(cfg.model, extractor.num_features, CharTokenizer().num_classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
-    frames = int(seconds * 100)
-    features = torch.randn(batch, extractor.num_features, frames, device=device)
-    lengths = torch.full((batch,), frames, device=device)
-    targets = torch.randint(1, 29, (batch * int(seconds * 10),))
-    target_lengths = torch.full((batch,), int(seconds * 10))
-    elapsed = 0.0
-    for step in range(steps + 1):
-        tic = time.perf_counter()
-        log_probs, out_lengths = model(features, lengths)
-        losses, _ = ctc_losses(log_probs, out_lengths, targets, target_lengths)
-        optimizer.zero_grad()
-        losses.mean().backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed += (time.perf_counter() - tic) if step else 0.0  # step 0 warms up
+    inputs = random_batch(extractor.num_features, batch, seconds, device)
+    timed_train_step(model, optimizer, inputs)  # warm-up
+    elapsed = sum(timed_train_step(model, optimizer, inputs) for _ in range(steps))
     params = sum(p.numel() for p in model.parameters())
     return {"model": model_name, "params_m": params / 1e6, "step_s": elapsed / steps,
             "audio_s_per_s": batch * seconds * steps / elapsed}

@@ -48,8 +48,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     """Checkpoint file or run folder (``best.pt`` preferred) -> :class:`LoadedModel`."""
     checkpoint = load_checkpoint(path, prefer=("best.pt", "last.pt"))
     config = checkpoint["config"]
-    data_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), config["data"]))
-    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), config["model"]))
+    # typed nodes, not objects: unset manifest paths ("???") of a synthetic corpus stay unset
+    data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), config["data"])
+    model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), config["model"])
     frontend = Frontend.from_checkpoint(data_cfg, checkpoint)
     model = build_model(model_cfg, frontend.extractor.num_features, frontend.tokenizer.num_classes)
     model.load_state_dict(checkpoint["model"])

@@ -216,7 +216,9 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
-        self.pruner.step(self.step)
+        if self.pruner.step(self.step):
+            for key, value in self.pruner.scalars().items():
+                self.writer.add_scalar(f"pruning/{key}", value, self.step)
         return {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
                 "sparsity": self.pruner.sparsity()}
 
@@ -231,8 +233,6 @@ class Trainer:
     def _log_train(self, stats: dict) -> None:
         for key, value in stats.items():
             self.writer.add_scalar(f"train/{key}", value, self.step)
-        for key, value in self.pruner.scalars().items():
-            self.writer.add_scalar(f"pruning/{key}", value, self.step)
         self.metrics.append({"step": self.step, "epoch": self.epoch, **stats, **self.counters})
         if not self.cfg.trainer.progress:
             log.info("step %d epoch %d loss %.3f lr %.2e grad %.1f sparsity %.3f %.0f audio s/s", self.step,
@@ -254,7 +254,7 @@ class Trainer:
         return result
 
     def _finish(self) -> dict:
-        write_pruning_report(self.pruner, self.out_dir)
+        log.info("pruning report:\n%s", write_pruning_report(self.pruner, self.out_dir))
         self.metrics.plot(self.out_dir / "loss_curves.png")
         self.writer.close()
         summary = {"output_dir": str(self.out_dir), "step": self.step, "epoch": self.epoch,

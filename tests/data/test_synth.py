@@ -225,3 +225,11 @@ def test_config_is_validated_and_canonical():
         SynthConfig(snr_db_min=30.0, snr_db_max=5.0)
     assert as_synth_config(OmegaConf.structured(CFG)) == CFG
     assert config_hash(as_synth_config(SynthConfig(snr_db_min=5))) == config_hash(SynthConfig())
+
+
+@pytest.mark.parametrize("size, config", [("tiny", "synth_tiny"), ("small", "synth_small"), ("full", "synth")])
+def test_named_sizes_build_the_same_corpus_as_the_data_configs(size, config):
+    from training.compose import compose_config
+
+    cfg = compose_config([f"data={config}", "trainer.output_dir=unused"])
+    assert synth.as_synth_config(cfg.data.synth) == synth.SYNTH_SIZES[size]

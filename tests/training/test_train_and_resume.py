@@ -86,3 +86,12 @@ def test_killed_run_resumes_to_the_same_losses(tiny_corpus, tmp_path, tiny_run_o
     final_full, final_resumed = load_checkpoint(full_dir), load_checkpoint(cut_dir)
     for name, tensor in final_full["model"].items():
         assert torch.equal(tensor, final_resumed["model"][name]), name
+
+
+def test_evaluate_finds_the_test_split_of_a_synthetic_corpus_from_the_checkpoint(tiny_corpus, tmp_path):
+    corpus_dir = tiny_corpus["train"].parent
+    out = tmp_path / "run"
+    main(compose_config(["model=ds2_tiny", "data=synth_tiny", f"data.corpus_dir={corpus_dir}", "data.num_workers=0",
+                         f"trainer.output_dir={out}", "trainer.progress=false", "trainer.max_steps=1"]))
+    [row] = evaluate.main([str(out), "--split", "test", "--out", str(tmp_path / "eval")])
+    assert row["manifest"] == str(tiny_corpus["test"]) and row["num_utterances"] == 8
