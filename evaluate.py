@@ -27,7 +27,9 @@ log = logging.getLogger("evaluate")
 
 def evaluate_checkpoint(loaded: LoadedModel, manifest: Path, device: torch.device) -> tuple[dict, list[dict]]:
     """Score one model on ``manifest``; returns its results row and per-utterance records."""
-    utterances = validated(read_manifest(manifest), loaded.frontend, loaded.model.output_lengths, math.inf, str(manifest))
+    utterances = validated(
+        read_manifest(manifest), loaded.frontend, loaded.model.output_lengths, math.inf, str(manifest)
+    )
     dataset = loaded.frontend.dataset(utterances.kept, loaded.data_cfg, train=False)
     result = evaluate_dataset(loaded.model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     total, nonzero = loaded.num_parameters()
@@ -73,7 +75,9 @@ def unique_names(models: list[LoadedModel], names: list[str] | None) -> list[str
             raise ValueError(f"{len(names)} --names for {len(models)} checkpoints")
         return names
     plain = [m.name for m in models]
-    return [n if plain.count(n) == 1 else f"{n}@{Path(m.checkpoint['path']).parents[1].name}" for n, m in zip(plain, models)]
+    return [
+        n if plain.count(n) == 1 else f"{n}@{Path(m.checkpoint['path']).parents[1].name}" for n, m in zip(plain, models)
+    ]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

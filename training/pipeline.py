@@ -50,7 +50,9 @@ class Frontend:
     def dataset(self, utterances: list[Utterance], cfg: DataConfig, train: bool, seed: int = 0) -> SpeechDataset:
         """Dataset with augmentation only when ``train``."""
         augment = cfg.augment if train else None
-        return SpeechDataset(utterances, self.extractor, self.normalizer, self.tokenizer, cfg.sample_rate, augment, seed)
+        return SpeechDataset(
+            utterances, self.extractor, self.normalizer, self.tokenizer, cfg.sample_rate, augment, seed
+        )
 
 
 def fit_frontend(cfg: DataConfig, train: list[Utterance], seed: int, progress: bool = True) -> Frontend:

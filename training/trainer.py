@@ -42,6 +42,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """"fp32" -> None (no autocast); "bf16" / "fp16" -> the autocast dtype (CTC stays fp32 either way)."""
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise ValueError(f"trainer.precision must be one of {sorted(dtypes)}, got {precision!r}")
+    return dtypes[precision]
+
+
 class Trainer:
     """Builds everything a run needs from ``cfg`` (or from the checkpoint it resumes) and trains it."""
 
@@ -56,6 +64,7 @@ class Trainer:
             torch.set_num_threads(trainer.threads)
         torch.manual_seed(trainer.seed)
         self.device = pick_device(trainer.device)
+        self.autocast_dtype = autocast_dtype(trainer.precision)
         self._build_data(resume)
         self.model = build_model(cfg.model, self.frontend.extractor.num_features, self.frontend.tokenizer.num_classes)
         self.model.to(self.device)
@@ -177,11 +186,11 @@ class Trainer:
         cfg = self.cfg.trainer
         bar = tqdm(self._loader(), desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", disable=not cfg.progress,
                    total=len(self.sampler), dynamic_ncols=True)
-        tic, audio_seconds = time.perf_counter(), 0.0
+        tic, audio_seconds, sample_rate = time.perf_counter(), 0.0, self.cfg.data.sample_rate
         for batch in bar:
             self.batch_in_epoch += 1
             stats = self._train_step(batch)
-            audio_seconds += float(batch.feature_lengths.sum()) * self.frontend.extractor.hop_length / self.cfg.data.sample_rate
+            audio_seconds += float(batch.feature_lengths.sum()) * self.frontend.extractor.hop_length / sample_rate
             if stats is not None and self.step % cfg.log_every_steps == 0:
                 stats["audio_sec_per_sec"] = audio_seconds / (time.perf_counter() - tic)
                 self._log_train(stats)
@@ -195,11 +204,7 @@ class Trainer:
     def _train_step(self, batch: Batch) -> dict | None:
         """One optimiser step; returns None when the batch was skipped (counted)."""
         self.model.train()
-        autocast = (
-            torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[self.cfg.trainer.precision])
-            if self.cfg.trainer.precision != "fp32" else nullcontext()
-        )
-        with autocast:
+        with torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext():
             log_probs, out_lengths = self.model(batch.features.to(self.device), batch.feature_lengths.to(self.device))
         losses, feasible = ctc_losses(log_probs, out_lengths, batch.targets, batch.target_lengths)
         self.counters["infeasible_utterances"] += int((~feasible).sum())

@@ -1,7 +1,9 @@
 import pytest
 
 from data.text import ALPHABET, normalize_transcript, out_of_alphabet
-from data.tokenizer import BLANK_ID, CharTokenizer, SentencePieceTokenizer, TokenizerConfig, build_tokenizer, tokenizer_from_state_dict
+from data.tokenizer import (
+    BLANK_ID, CharTokenizer, SentencePieceTokenizer, TokenizerConfig, build_tokenizer, tokenizer_from_state_dict,
+)
 
 
 @pytest.mark.parametrize(

@@ -68,9 +68,11 @@ def test_checkpoint_holds_everything_a_resume_needs(overfit_run):
     assert not list((out / "checkpoints").glob(".*.tmp"))
 
 
-def test_killed_run_resumes_to_the_same_losses(tiny_corpus, tmp_path, tiny_run_overrides):
+def test_killed_pruned_run_resumes_to_the_same_losses_masks_and_thresholds(tiny_corpus, tmp_path, tiny_run_overrides):
     extra = ["trainer.num_epochs=2", "data.max_frames_per_batch=3000", "data.augment.freq_masks=1",
-             "data.augment.time_masks=1", "trainer.checkpoint_every_steps=3"]
+             "data.augment.time_masks=1", "trainer.checkpoint_every_steps=3", "pruning=gradual",
+             "pruning.start_step=2", "pruning.ramp_step=4", "pruning.end_step=9", "pruning.freq=2",
+             "pruning.target_sparsity=0.5"]
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     overrides = lambda out: tiny_run_overrides(tiny_corpus["train"], tiny_corpus["dev"], out, *extra)  # noqa: E731
     main(compose_config(overrides(full_dir)))
@@ -86,6 +88,10 @@ def test_killed_run_resumes_to_the_same_losses(tiny_corpus, tmp_path, tiny_run_o
     final_full, final_resumed = load_checkpoint(full_dir), load_checkpoint(cut_dir)
     for name, tensor in final_full["model"].items():
         assert torch.equal(tensor, final_resumed["model"][name]), name
+    masks, resumed_masks = final_full["pruning"]["masks"], final_resumed["pruning"]["masks"]
+    assert masks and all(torch.equal(mask, resumed_masks[name]) for name, mask in masks.items())
+    assert final_full["pruning"]["thresholds"] == final_resumed["pruning"]["thresholds"]
+    assert final_full["pruning"]["history"] == final_resumed["pruning"]["history"]
 
 
 def test_evaluate_finds_the_test_split_of_a_synthetic_corpus_from_the_checkpoint(tiny_corpus, tmp_path):
