@@ -193,6 +193,7 @@ class Trainer:
             audio_seconds += float(batch.feature_lengths.sum()) * self.frontend.extractor.hop_length / sample_rate
             if stats is not None and self.step % cfg.log_every_steps == 0:
                 stats["audio_sec_per_sec"] = audio_seconds / (time.perf_counter() - tic)
+                stats["sparsity"] = self.pruner.sparsity()  # counts nonzeros: only at log steps
                 self._log_train(stats)
                 bar.set_postfix(loss=f"{stats['loss']:.2f}", sparsity=f"{stats['sparsity']:.2f}")
                 tic, audio_seconds = time.perf_counter(), 0.0
@@ -224,8 +225,7 @@ class Trainer:
         if self.pruner.step(self.step):
             for key, value in self.pruner.scalars().items():
                 self.writer.add_scalar(f"pruning/{key}", value, self.step)
-        return {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
-                "sparsity": self.pruner.sparsity()}
+        return {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0]}
 
     def _skip_batch(self, why: str) -> None:
         self.counters["nonfinite_batches"] += 1
