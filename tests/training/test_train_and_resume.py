@@ -18,37 +18,47 @@ def train_losses(run_dir) -> dict[int, float]:
 
 
 @pytest.fixture(scope="module")
-def overfit_run(overfit_manifest, tmp_path_factory):
-    """ds2_tiny trained on 8 utterances and validated on the same 8: it must memorise them."""
-    out = tmp_path_factory.mktemp("overfit_run")
-    overrides = [
+def overfit_data(overfit_manifest) -> list[str]:
+    """Model and data overrides: ds2_tiny on 8 training utterances, validated on the same 8."""
+    return [
         "model=ds2_tiny", "data=synth_tiny", "data.synth=null", f"data.train_manifest={overfit_manifest}",
         f"data.dev_manifest={overfit_manifest}", f"data.test_manifest={overfit_manifest}", "data.num_workers=0",
-        "data.features.stats_utterances=0", "data.max_frames_per_batch=100000", f"trainer.output_dir={out}",
-        "trainer.progress=false", "trainer.log_every_steps=1", "trainer.num_epochs=60",
+        "data.features.stats_utterances=0", "data.max_frames_per_batch=100000", "trainer.progress=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def overfit_run(overfit_data, tmp_path_factory):
+    """60 full-batch steps on the 8 utterances: enough to start spelling them out."""
+    out = tmp_path_factory.mktemp("overfit_run")
+    overrides = [
+        *overfit_data, f"trainer.output_dir={out}", "trainer.log_every_steps=1", "trainer.num_epochs=60",
         "trainer.eval_every_epochs=60", "optim=adamw", "optim.lr=3e-3", "optim.warmup_steps=0",
         "optim.lr_decay_per_epoch=1.0",
     ]
-    return out, main(compose_config(overrides)), overrides
+    return out, main(compose_config(overrides))
 
 
-def test_training_lowers_the_loss_and_the_error_on_the_training_utterances(overfit_run, overfit_manifest, tmp_path):
-    out, summary, _ = overfit_run
+def test_training_lowers_the_loss_and_the_error_on_the_training_utterances(
+    overfit_run, overfit_data, overfit_manifest, tmp_path
+):
+    out, summary = overfit_run
     losses = train_losses(out)
     assert losses[max(losses)] < 0.5 * losses[1]
     untrained = tmp_path / "untrained"
-    main(compose_config([*overfit_run[2][:9], f"trainer.output_dir={untrained}", "trainer.progress=false",
-                         "trainer.max_steps=1", "trainer.num_epochs=1"]))
+    main(compose_config([*overfit_data, f"trainer.output_dir={untrained}", "trainer.max_steps=1",
+                         "trainer.num_epochs=1"]))
     rows = evaluate.main([str(untrained / "checkpoints" / "last.pt"), str(out / "checkpoints" / "best.pt"),
                           "--names", "untrained", "trained", "--manifest", str(overfit_manifest),
                           "--baseline", "untrained", "--out", str(tmp_path / "eval")])
     untrained_cer, trained_cer = rows[0]["cer"], rows[1]["cer"]
-    assert trained_cer < 0.5 * untrained_cer, (untrained_cer, trained_cer)
+    # measured at commit 8c49b6c: untrained 1.91, trained 0.76; a model that only emits blanks scores exactly 1.0
+    assert trained_cer < 0.85 and trained_cer < 0.5 * untrained_cer, (untrained_cer, trained_cer)
     assert summary["best_dev_cer"] == pytest.approx(trained_cer, abs=1e-9)
 
 
 def test_evaluate_writes_hypotheses_results_and_table(overfit_run, overfit_manifest, tmp_path):
-    out, _, _ = overfit_run
+    out, _ = overfit_run
     rows = evaluate.main([str(out), "--manifest", str(overfit_manifest), "--out", str(tmp_path)])
     [row] = rows
     hyps = [json.loads(line) for line in (tmp_path / f"{row['name']}.hyps.jsonl").read_text().splitlines()]
@@ -59,7 +69,7 @@ def test_evaluate_writes_hypotheses_results_and_table(overfit_run, overfit_manif
 
 
 def test_checkpoint_holds_everything_a_resume_needs(overfit_run):
-    out, _, _ = overfit_run
+    out, _ = overfit_run
     state = load_checkpoint(out)
     for key in ("model", "optimizer", "scheduler", "sampler", "rng", "step", "epoch", "config",
                 "feature_stats", "tokenizer", "pruning", "code_version", "format_version"):
