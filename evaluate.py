@@ -1,10 +1,14 @@
-"""Evaluate checkpoints on a manifest: greedy CTC decoding, corpus-level WER/CER, per-utterance outputs.
+"""Evaluate checkpoints on a manifest: greedy CTC decoding and, on request, beam search with an n-gram LM.
 
     python evaluate.py outputs/demo/<run> [more runs or .pt files] [--split test | --manifest m.jsonl]
                        [--baseline NAME] [--out results/eval]
+                       [--beam 50 [--lm PATH | --lm train] [--lm-weight 1.0 --word-score 0.0 | --tune]]
 
-Writes ``<out>/<name>.hyps.jsonl`` (reference, hypothesis, loss per utterance), ``<out>/results.json`` and
-``<out>/results.md``, and prints the table. Validation during training uses the same scorer.
+Writes ``<out>/<name>.hyps.jsonl`` (reference, hypothesis, loss per utterance; ``beam_hypothesis`` with
+``--beam``), ``<out>/results.json`` and ``<out>/results.md``, and prints the table: greedy and beam WER/CER side by
+side, corpus-level, from the scorer validation uses. ``--lm train`` builds a Kneser-Ney LM from each model's
+training transcripts (``<out>/lm/``); ``--tune`` picks the LM weight and word score by WER on each model's dev split
+(grid in ``<out>/<name>.tuning.json``). Beam search needs the optional extra ``lm`` (flashlight-text).
 """
 from __future__ import annotations
 
@@ -16,21 +20,38 @@ from pathlib import Path
 
 import torch
 
+from data.atomic import write_text_atomic
+from data.dataset import SpeechDataset
 from data.manifest import read_manifest
+from data.validate import ValidationReport
+from training.beam import BeamSearchDecoder, BeamSettings, require_decoder
+from training.beam_evaluation import (
+    DEFAULT_LM_WEIGHTS,
+    DEFAULT_WORD_SCORES,
+    beam_evaluate,
+    collect_emissions,
+    tune,
+)
 from training.evaluation import evaluate_dataset
 from training.inference import LoadedModel, load_model
+from training.lm import build_lm
 from training.pipeline import manifest_paths, validated
 from training.trainer import pick_device
 
 log = logging.getLogger("evaluate")
 
 
-def evaluate_checkpoint(loaded: LoadedModel, manifest: Path, device: torch.device) -> tuple[dict, list[dict]]:
-    """Score one model on ``manifest``; returns its results row and per-utterance records."""
+def load_split(loaded: LoadedModel, manifest: Path) -> tuple[ValidationReport, SpeechDataset]:
+    """The usable utterances of ``manifest`` for this model (skips counted and logged) and their dataset."""
     utterances = validated(
         read_manifest(manifest), loaded.frontend, loaded.model.output_lengths, math.inf, str(manifest)
     )
-    dataset = loaded.frontend.dataset(utterances.kept, loaded.data_cfg, train=False)
+    return utterances, loaded.frontend.dataset(utterances.kept, loaded.data_cfg, train=False)
+
+
+def evaluate_checkpoint(loaded: LoadedModel, manifest: Path, device: torch.device) -> tuple[dict, list[dict]]:
+    """Score one model on ``manifest`` with greedy decoding; returns its results row and per-utterance records."""
+    utterances, dataset = load_split(loaded, manifest)
     result = evaluate_dataset(loaded.model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     total, nonzero = loaded.num_parameters()
     row = {
@@ -49,22 +70,104 @@ def evaluate_checkpoint(loaded: LoadedModel, manifest: Path, device: torch.devic
     return row, result.records
 
 
+def emissions_of(loaded: LoadedModel, manifest: Path, device: torch.device) -> tuple[list[torch.Tensor], list[str]]:
+    """Log-probabilities and reference transcripts of the usable utterances of ``manifest``, in manifest order."""
+    _, dataset = load_split(loaded, manifest)
+    emissions = collect_emissions(loaded.model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
+    return emissions, [utt.text for utt in dataset.utterances]
+
+
+def language_model(spec: str | None, loaded: LoadedModel, args: argparse.Namespace, built: dict) -> Path | None:
+    """The ARPA file of ``--lm``: a path, or ``train`` for one built from the model's training transcripts
+    (built once per training manifest; ``built`` caches them)."""
+    if spec is None:
+        return None
+    if spec != "train":
+        return Path(spec)
+    train_manifest = manifest_paths(loaded.data_cfg, progress=False)["train"]
+    if train_manifest not in built:
+        path = args.out / "lm" / f"{train_manifest.parent.name}-{train_manifest.stem}-{args.lm_order}gram.arpa"
+        build_lm([train_manifest], path, args.lm_order, args.lm_min_count)
+        built[train_manifest] = path
+    return built[train_manifest]
+
+
+def evaluate_beam(
+    loaded: LoadedModel, name: str, manifest: Path, device: torch.device, args: argparse.Namespace, built: dict
+) -> tuple[dict, list[str]]:
+    """Beam-search results of one model on ``manifest`` (row fields, hypotheses in manifest order); with ``--tune``
+    the LM weight and word score are chosen on the model's dev split first."""
+    lm_path = language_model(args.lm, loaded, args, built)
+    decoder = BeamSearchDecoder(loaded.frontend.tokenizer, lm_path)
+    settings = BeamSettings(args.beam, args.lm_weight, args.word_score)
+    tuned_on = None
+    if args.tune:
+        tuned_on = manifest_paths(loaded.data_cfg, progress=False)["dev"]
+        dev_emissions, dev_references = emissions_of(loaded, tuned_on, device)
+        settings, grid = tune(decoder, dev_emissions, dev_references, args.beam, args.tune_lm_weights,
+                              args.tune_word_scores, progress=True)
+        write_text_atomic(args.out / f"{name}.tuning.json", json.dumps(grid, indent=2) + "\n")
+        log.info("%s: tuned on %s: lm_weight %g, word_score %g", name, tuned_on, settings.lm_weight,
+                 settings.word_score)
+    emissions, references = emissions_of(loaded, manifest, device)
+    result = beam_evaluate(decoder, emissions, references, settings, progress=True)
+    fields = {
+        "beam_size": settings.beam_size,
+        "lm": None if lm_path is None else str(lm_path),
+        "lm_weight": settings.lm_weight if lm_path else None,
+        "word_score": settings.word_score if lm_path else None,
+        "tuned_on": None if tuned_on is None else str(tuned_on),
+        "beam_wer": result.scores.wer,
+        "beam_cer": result.scores.cer,
+    }
+    return fields, result.hypotheses
+
+
 def add_relative(rows: list[dict], baseline: str | None) -> None:
-    """Relative performance as the paper defines it: (CER_baseline - CER) / CER_baseline."""
+    """Relative performance as the paper defines it: (CER_baseline - CER) / CER_baseline, for greedy CER and,
+    where both rows have one, beam CER."""
     base = next((r for r in rows if r["name"] == baseline), None)
     if baseline and base is None:
         raise ValueError(f"baseline {baseline!r} is not among the evaluated models: {[r['name'] for r in rows]}")
     for row in rows:
-        row["relative_cer"] = (base["cer"] - row["cer"]) / base["cer"] if base and base["cer"] > 0 else None
+        for key, relative in (("cer", "relative_cer"), ("beam_cer", "beam_relative_cer")):
+            if key in row:
+                reference = base.get(key) if base else None
+                row[relative] = (reference - row[key]) / reference if reference else None
+
+
+def _percent(value: float | None, signed: bool = False) -> str:
+    return "" if value is None else f"{100 * value:+.2f}%" if signed else f"{100 * value:.2f}"
+
+
+def decoder_description(row: dict) -> str:
+    """How a row's beam results were decoded, for the table."""
+    if row["lm"] is None:
+        return f"beam {row['beam_size']}, no LM"
+    tuned = ", tuned on dev" if row["tuned_on"] else ""
+    return f"beam {row['beam_size']}, LM weight {row['lm_weight']:g}, word score {row['word_score']:+g}{tuned}"
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| model | units | params | nonzero | sparsity | WER % | CER % | relative |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Greedy results, and beam results next to them when any row has them; the LM files below the table."""
+    beam = any("beam_cer" in r for r in rows)
+    header = "| model | units | params | nonzero | sparsity | WER % | CER % | relative |"
+    if beam:
+        header += " beam WER % | beam CER % | beam relative | decoder |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
-        relative = "" if r.get("relative_cer") is None else f"{100 * r['relative_cer']:+.2f}%"
-        lines.append(f"| {r['name']} | {r['units']} | {r['params'] / 1e6:.2f} M | {r['nonzero_params'] / 1e6:.2f} M "
-                     f"| {100 * r['sparsity']:.1f}% | {100 * r['wer']:.2f} | {100 * r['cer']:.2f} | {relative} |")
+        line = (f"| {r['name']} | {r['units']} | {r['params'] / 1e6:.2f} M | {r['nonzero_params'] / 1e6:.2f} M "
+                f"| {100 * r['sparsity']:.1f}% | {_percent(r['wer'])} | {_percent(r['cer'])} "
+                f"| {_percent(r.get('relative_cer'), signed=True)} |")
+        if beam and "beam_cer" in r:
+            line += (f" {_percent(r['beam_wer'])} | {_percent(r['beam_cer'])} "
+                     f"| {_percent(r.get('beam_relative_cer'), signed=True)} | {decoder_description(r)} |")
+        elif beam:
+            line += " | | | |"
+        lines.append(line)
+    lms = sorted({r["lm"] for r in rows if r.get("lm")})
+    if lms:
+        lines += ["", *(f"LM: `{lm}`" for lm in lms)]
     return "\n".join(lines)
 
 
@@ -80,7 +183,7 @@ def unique_names(models: list[LoadedModel], names: list[str] | None) -> list[str
     ]
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files or run folders (best.pt preferred)")
     source = parser.add_mutually_exclusive_group()
@@ -91,24 +194,57 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--baseline", help="row name that relative CER is measured against")
     parser.add_argument("--out", type=Path, default=Path("results/eval"), help="output folder")
     parser.add_argument("--device", default="auto")
+    beam = parser.add_argument_group("beam search (optional extra 'lm': flashlight-text)")
+    beam.add_argument("--beam", type=int, metavar="SIZE", help="also decode with a beam search of this size")
+    beam.add_argument("--lm", metavar="PATH|train",
+                      help="word n-gram LM (ARPA) for the beam search, or 'train' to build one from each model's "
+                           "training transcripts; without it the beam search has no LM")
+    beam.add_argument("--lm-order", type=int, default=3, help="n-gram order of '--lm train' (default: 3)")
+    beam.add_argument("--lm-min-count", type=int, default=1,
+                      help="'--lm train' drops n-grams (order >= 2) seen fewer times (default: 1, keep all)")
+    beam.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM's log10 score (default: 1)")
+    beam.add_argument("--word-score", type=float, default=0.0, help="score added per word (default: 0)")
+    beam.add_argument("--tune", action="store_true",
+                      help="choose --lm-weight and --word-score by WER on each model's dev split (grid below)")
+    beam.add_argument("--tune-lm-weights", type=float, nargs="+", default=list(DEFAULT_LM_WEIGHTS), metavar="W")
+    beam.add_argument("--tune-word-scores", type=float, nargs="+", default=list(DEFAULT_WORD_SCORES), metavar="S")
     args = parser.parse_args(argv)
+    if args.beam is None and (args.lm or args.tune):
+        parser.error("--lm and --tune need --beam SIZE")
+    if args.beam is not None and args.beam < 1:
+        parser.error(f"--beam must be at least 1, got {args.beam}")
+    if args.tune and not args.lm:
+        parser.error("--tune needs --lm: without an LM there is no weight to tune")
+    if args.lm not in (None, "train") and not Path(args.lm).is_file():
+        parser.error(f"--lm: no ARPA file at {args.lm} (or '--lm train' to build one from the training transcripts)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.beam is not None:
+        require_decoder()  # fail before the greedy pass, not after it
     device = pick_device(args.device)
 
     models = [load_model(path, device) for path in args.checkpoints]
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, built_lms = [], {}
     for name, loaded in zip(unique_names(models, args.names), models):
         manifest = args.manifest or manifest_paths(loaded.data_cfg, progress=False)[args.split]
         row, records = evaluate_checkpoint(loaded, manifest, device)
         row["name"] = name
+        if args.beam is not None:
+            fields, hypotheses = evaluate_beam(loaded, name, manifest, device, args, built_lms)
+            row.update(fields)
+            for record, hypothesis in zip(records, hypotheses, strict=True):
+                record["beam_hypothesis"] = hypothesis
         rows.append(row)
-        with (args.out / f"{name}.hyps.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps(record) + "\n" for record in records)
+        write_text_atomic(args.out / f"{name}.hyps.jsonl", "".join(json.dumps(record) + "\n" for record in records))
     add_relative(rows, args.baseline)
     table = markdown_table(rows)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / "results.md").write_text(table + "\n")
+    write_text_atomic(args.out / "results.json", json.dumps(rows, indent=2) + "\n")
+    write_text_atomic(args.out / "results.md", table + "\n")
     print(table)
     return rows
 

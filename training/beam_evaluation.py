@@ -1,0 +1,80 @@
+"""Beam-search evaluation: a model's log-probabilities over a dataset, beam decoding and corpus scoring of them,
+and the grid search of the LM weight and word score on dev. Scores come from the one corpus-level scorer."""
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from data.dataset import SpeechDataset, collate
+from data.sampler import DurationBatchSampler
+from training.beam import BeamSearchDecoder, BeamSettings
+from training.scoring import Scores, score
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LM_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+DEFAULT_WORD_SCORES = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0)
+
+
+@torch.no_grad()
+def collect_emissions(
+    model: torch.nn.Module, dataset: SpeechDataset, device: torch.device, max_frames_per_batch: int,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """Per utterance, in dataset order, the model's log-probabilities (out_frames, num_classes), float32 on CPU."""
+    sampler = DurationBatchSampler(dataset.num_frames(), max_frames_per_batch, sortagrad=False, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    was_training = model.training
+    model.eval()
+    emissions: list[torch.Tensor] = [torch.empty(0)] * len(dataset)
+    for batch in tqdm(loader, desc="log-probabilities", disable=not progress, leave=False):
+        log_probs, out_lengths = model(batch.features.to(device), batch.feature_lengths.to(device))
+        for row, (index, length) in enumerate(zip(batch.indices.tolist(), out_lengths.tolist())):
+            emissions[index] = log_probs[row, :length].float().cpu().contiguous()
+    model.train(was_training)
+    return emissions
+
+
+@dataclass
+class BeamResult:
+    """Corpus scores and hypotheses (in the order of the emissions) of one decoder setting."""
+
+    settings: BeamSettings
+    scores: Scores
+    hypotheses: list[str]
+
+
+def beam_evaluate(
+    decoder: BeamSearchDecoder, emissions: Sequence[torch.Tensor], references: Sequence[str],
+    settings: BeamSettings, progress: bool = False,
+) -> BeamResult:
+    """Beam-decode every utterance and score the corpus."""
+    hypotheses = decoder.decode(emissions, settings, progress)
+    return BeamResult(settings, score(list(references), hypotheses), hypotheses)
+
+
+def tune(
+    decoder: BeamSearchDecoder, emissions: Sequence[torch.Tensor], references: Sequence[str], beam_size: int,
+    lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS, word_scores: Sequence[float] = DEFAULT_WORD_SCORES,
+    progress: bool = False,
+) -> tuple[BeamSettings, list[dict]]:
+    """Grid search of (lm_weight, word_score) on held-out utterances: the setting of lowest WER (then CER), and
+    one record per grid point with its WER and CER."""
+    if not lm_weights or not word_scores:
+        raise ValueError("tuning needs at least one LM weight and one word score")
+    grid = list(itertools.product(lm_weights, word_scores))
+    records = []
+    bar = tqdm(grid, desc="tuning LM weight x word score", disable=not progress, leave=False)
+    for lm_weight, word_score in bar:
+        result = beam_evaluate(decoder, emissions, references, BeamSettings(beam_size, lm_weight, word_score))
+        records.append({"lm_weight": lm_weight, "word_score": word_score, "wer": result.scores.wer,
+                        "cer": result.scores.cer})
+        log.info("tuning: lm_weight %.2f word_score %+.2f -> WER %.2f%% CER %.2f%%",
+                 lm_weight, word_score, 100 * result.scores.wer, 100 * result.scores.cer)
+    best = min(records, key=lambda r: (r["wer"], r["cer"]))
+    return BeamSettings(beam_size, best["lm_weight"], best["word_score"]), records
