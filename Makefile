@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXP ?= demo
 DEMO_RUN := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install demo test train eval corpus summary clean help
+.PHONY: install demo test train eval corpus summary train-ddp table3-cpu table3-smoke clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -28,6 +28,9 @@ test: install  ## the test suite (CPU, no network)
 train: install  ## train an experiment: make train EXP=demo ARGS="trainer.num_epochs=5"
 	$(PY) train.py experiment=$(EXP) $(ARGS)
 
+train-ddp: install  ## data-parallel training on this machine: make train-ddp NPROC=4 EXP=demo ARGS="..."
+	$(VENV)/bin/torchrun --standalone --nproc_per_node=$(or $(NPROC),2) train.py experiment=$(EXP) $(ARGS)
+
 eval: install  ## evaluate run folders or checkpoints: make eval RUNS="outputs/a outputs/b" ARGS="--baseline a"
 	$(PY) evaluate.py $(RUNS) $(ARGS)
 
@@ -37,5 +40,11 @@ corpus: install  ## build the built-in corpus ahead of training: make corpus SIZ
 summary: install  ## per-layer parameter table: make summary MODEL=ds2_rnn_paper
 	$(PY) scripts/model_summary.py model=$(or $(MODEL),ds2_rnn_paper) $(ARGS)
 
-clean:  ## remove outputs (keeps corpora and .venv)
-	rm -rf outputs multirun results
+table3-cpu: install  ## the paper's Table 3 + gradual vs hard at CPU scale, resumable (~2 h on 2 cores): results/table3_cpu
+	$(PY) scripts/reproduce.py --table cpu $(ARGS)
+
+table3-smoke: install  ## the same driver on the tiny corpus in minutes: results/table3_smoke
+	$(PY) scripts/reproduce.py --table smoke $(ARGS)
+
+clean:  ## remove training outputs (keeps results/, corpora/ and .venv)
+	rm -rf outputs multirun

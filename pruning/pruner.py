@@ -77,6 +77,11 @@ class Pruner:
             self.history.extend({"step": step, "group": group, **stats} for group, stats in self._group_stats())
         return changed
 
+    def updates_masks_at(self, step: int) -> bool:
+        """Whether ``step(step)`` recomputes the masks (a pure function of the schedule, so the same on every
+        data-parallel process: the trainer compares mask checksums across processes exactly then)."""
+        return self._due(step)
+
     @torch.no_grad()
     def apply(self) -> None:
         """``param.mul_(mask)`` in place for every pruned tensor (keeps cuDNN flat weights intact)."""

@@ -43,7 +43,7 @@ class TrainerConfig:
     num_epochs: epochs over the training manifest.
     max_steps: stop after this many optimiser steps (0 = no limit); the run can be resumed afterwards.
     seed: seeds model initialisation, batch order and augmentation.
-    device: "auto" (CUDA when available), "cpu" or "cuda[:N]".
+    device: "auto" (CUDA when available), "cpu" or "cuda[:N]"; under torchrun "auto"/"cuda" (GPU LOCAL_RANK).
     precision: "fp32", or "bf16"/"fp16" autocast on CUDA (CTC loss always in fp32).
     log_every_steps: TensorBoard scalars and a log line every so many steps.
     checkpoint_every_steps: also checkpoint mid-epoch every so many steps (0 = at epoch ends only).
@@ -52,7 +52,9 @@ class TrainerConfig:
     resume: a run folder or checkpoint file to continue from; outputs then go to that run folder.
     output_dir: run folder (defaults to Hydra's run directory).
     progress: show a progress bar.
-    threads: torch intra-op threads on CPU (0 = torch's default).
+    threads: torch intra-op threads on CPU (0 = torch's default); per process under torchrun.
+    dist_timeout_minutes: under torchrun, how long a process waits for the others at a collective (e.g. while
+        rank 0 builds the corpus or writes a checkpoint) before the run fails.
     """
 
     num_epochs: int = 10
@@ -68,6 +70,7 @@ class TrainerConfig:
     output_dir: str = "???"
     progress: bool = True
     threads: int = 0
+    dist_timeout_minutes: float = 30.0
 
 
 @dataclass

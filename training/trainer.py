@@ -2,6 +2,9 @@
 
 Step order (style.md, Narang et al. Algorithm 1): forward -> fp32 CTC -> backward -> clip -> optimizer.step()
 -> scheduler.step() -> pruner.step(step), which recomputes masks when due and re-applies them in place.
+
+Under torchrun every process runs this with its share of each global batch (training/distributed.py);
+rank 0 alone writes checkpoints, logs, metrics and TensorBoard. One process behaves exactly as before.
 """
 from __future__ import annotations
 
@@ -17,29 +20,40 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from data.dataset import Batch, collate
-from data.manifest import read_manifest
+from data.atomic import write_text_atomic
+from data.dataset import Batch, SpeechDataset, collate
+from data.manifest import Utterance, read_manifest
 from data.sampler import DurationBatchSampler
 from models.config import build_model
 from pruning.config import build_pruner
 from pruning.report import write_pruning_report
 from training.checkpoint import (
-    code_version, link_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    code_version,
+    link_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
-from training.evaluation import EvaluationResult, evaluate_dataset
+from training.distributed import (
+    SINGLE_PROCESS,
+    World,
+    batch_loss,
+    broadcast_from_main,
+    check_masks_agree,
+    evaluate_sharded,
+    in_turn,
+    pick_device,
+    sync_buffers,
+    wrap_model,
+)
+from training.evaluation import EvaluationResult
 from training.loss import ctc_losses
 from training.optim import build_lr_schedule, build_optimizer
 from training.pipeline import Frontend, fit_frontend, manifest_paths, validated
 from training.run_log import MetricsLog
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -51,45 +65,55 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
 
 
 class Trainer:
-    """Builds everything a run needs from ``cfg`` (or from the checkpoint it resumes) and trains it."""
+    """Builds everything a run needs from ``cfg`` (or from the checkpoint it resumes) and trains it.
 
-    def __init__(self, cfg) -> None:
-        self.cfg = cfg
+    ``world``: this process's place in a torchrun launch (training/distributed.py ``distributed_session``).
+    """
+
+    def __init__(self, cfg, world: World = SINGLE_PROCESS) -> None:
+        self.cfg, self.world = cfg, world
         trainer = cfg.trainer
         resume = load_checkpoint(trainer.resume) if trainer.resume else None
-        self.out_dir = Path(resume["path"]).resolve().parents[1] if resume else Path(trainer.output_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        _log_to_file(self.out_dir / "train.log")
+        out_dir = Path(resume["path"]).resolve().parents[1] if resume else Path(trainer.output_dir)
+        self.out_dir = Path(broadcast_from_main(str(out_dir), world))  # Hydra's timestamp may differ per process
+        if world.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _log_to_file(self.out_dir / "train.log")
+        else:
+            logging.getLogger().setLevel(logging.WARNING)
         if trainer.threads:
             torch.set_num_threads(trainer.threads)
         torch.manual_seed(trainer.seed)
-        self.device = pick_device(trainer.device)
+        self.device = pick_device(trainer.device, world)
         self.autocast_dtype = autocast_dtype(trainer.precision)
         self._build_data(resume)
         self.model = build_model(cfg.model, self.frontend.extractor.num_features, self.frontend.tokenizer.num_classes)
         self.model.to(self.device)
+        self.network = wrap_model(self.model, world, self.device)  # what training steps call
         self._build_loaders()
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
         self.scheduler = build_lr_schedule(cfg.optim, self.optimizer, self.steps_per_epoch)
         self.pruner = build_pruner(cfg.pruning, self.model, self.steps_per_epoch, trainer.num_epochs)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=trainer.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=trainer.precision == "fp16")
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_cer = math.inf
         self.counters = {"infeasible_utterances": 0, "nonfinite_batches": 0}
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
         if resume:
             self._restore(resume)
-        self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
-        OmegaConf.save(cfg, self.out_dir / "config.yaml", resolve=True)
+        self.writer = SummaryWriter(str(self.out_dir / "tensorboard")) if world.is_main else None
+        if world.is_main:
+            OmegaConf.save(cfg, self.out_dir / "config.yaml", resolve=True)
 
     # ----------------------------------------------------------------------------------- building
     def _build_data(self, resume: dict | None) -> None:
         cfg = self.cfg.data
-        paths = manifest_paths(cfg, self.cfg.trainer.progress)
+        progress = self.cfg.trainer.progress and self.world.is_main
+        paths = in_turn(self.world, lambda: manifest_paths(cfg, progress))  # one corpus builder at a time
         train = read_manifest(paths["train"])
         self.frontend = (
             Frontend.from_checkpoint(cfg, resume) if resume
-            else fit_frontend(cfg, train, self.cfg.trainer.seed, self.cfg.trainer.progress)
+            else fit_frontend(cfg, train, self.cfg.trainer.seed, progress)
         )
         self.manifests = paths
         self._raw_train, self._raw_dev = train, read_manifest(paths["dev"])
@@ -100,13 +124,15 @@ class Trainer:
         train = validated(self._raw_train, self.frontend, lengths, cfg.max_duration, "train").kept
         dev = validated(self._raw_dev, self.frontend, lengths, math.inf, "dev").kept
         self.train_set = self.frontend.dataset(train, cfg, train=True, seed=self.cfg.trainer.seed)
-        self.dev_set = self.frontend.dataset(dev, cfg, train=False)
+        self.dev_utterances = dev
         self.sampler = DurationBatchSampler(
-            self.train_set.num_frames(), cfg.max_frames_per_batch, cfg.sortagrad, seed=self.cfg.trainer.seed
+            self.train_set.num_frames(), cfg.max_frames_per_batch, cfg.sortagrad, seed=self.cfg.trainer.seed,
+            num_replicas=self.world.size, rank=self.world.rank,
         )
         self.steps_per_epoch = len(self.sampler.batches)
-        log.info("train: %d utterances, %.2f h, %d batches per epoch; dev: %d utterances",
-                 len(train), sum(u.duration for u in train) / 3600, self.steps_per_epoch, len(dev))
+        log.info("train: %d utterances, %.2f h, %d batches per epoch (each split over %d processes); "
+                 "dev: %d utterances", len(train), sum(u.duration for u in train) / 3600, self.steps_per_epoch,
+                 self.world.size, len(dev))
 
     def _loader(self) -> torch.utils.data.DataLoader:
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
@@ -127,7 +153,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "pruning": self.pruner.state_dict(),
-            "sampler": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+            "sampler": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},  # global batches
+            "world_size": self.world.size,
             "step": self.step,
             "epoch": self.epoch,
             "best_cer": self.best_cer,
@@ -145,19 +172,24 @@ class Trainer:
         self.epoch, self.batch_in_epoch = state["sampler"]["epoch"], state["sampler"]["batch_in_epoch"]
         self.step, self.best_cer, self.counters = state["step"], state["best_cer"], dict(state["counters"])
         set_rng_state(state["rng"])
-        self.metrics.truncate_after(self.step)
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", state["path"], self.step, self.epoch,
-                 self.batch_in_epoch)
+        if self.world.is_main:
+            self.metrics.truncate_after(self.step)
+        log.info("resumed from %s at step %d (epoch %d, batch %d), saved by %d process(es), now %d", state["path"],
+                 self.step, self.epoch, self.batch_in_epoch, state.get("world_size", 1), self.world.size)
 
     def save(self, name: str, *aliases: str) -> None:
-        """Write ``checkpoints/<name>`` atomically; each alias becomes a link to it."""
+        """Write ``checkpoints/<name>`` atomically (rank 0 only); each alias becomes a link to it."""
+        if not self.world.is_main:
+            return
         folder = self.out_dir / "checkpoints"
         save_checkpoint(folder / name, self.state_dict())
         for alias in aliases:
             link_checkpoint(folder / name, folder / alias)
 
     def _save_periodic(self) -> None:
-        """``step<N>.pt`` (the newest ``keep_checkpoints`` are kept) and ``last.pt`` pointing at it."""
+        """``step<N>.pt`` (the newest ``keep_checkpoints`` are kept) and ``last.pt`` pointing at it (rank 0)."""
+        if not self.world.is_main:
+            return
         self.save(f"step{self.step}.pt", "last.pt")
         periodic = sorted((self.out_dir / "checkpoints").glob("step*.pt"), key=lambda p: int(p.stem[4:]))
         for old in periodic[: -self.cfg.trainer.keep_checkpoints]:
@@ -184,14 +216,15 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         cfg = self.cfg.trainer
-        bar = tqdm(self._loader(), desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", disable=not cfg.progress,
-                   total=len(self.sampler), dynamic_ncols=True)
+        bar = tqdm(self._loader(), desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", total=len(self.sampler),
+                   disable=not cfg.progress or not self.world.is_main, dynamic_ncols=True)
+        global_batches = self.sampler.epoch_order(self.epoch)[self.batch_in_epoch :]
         tic, audio_seconds, sample_rate = time.perf_counter(), 0.0, self.cfg.data.sample_rate
-        for batch in bar:
+        for batch, global_batch in zip(bar, global_batches):
             self.batch_in_epoch += 1
-            stats = self._train_step(batch)
-            audio_seconds += float(batch.feature_lengths.sum()) * self.frontend.extractor.hop_length / sample_rate
-            if stats is not None and self.step % cfg.log_every_steps == 0:
+            stats, frames = self._train_step(batch, self.sampler.has_share(global_batch))
+            audio_seconds += frames * self.frontend.extractor.hop_length / sample_rate
+            if stats is not None and self.step % cfg.log_every_steps == 0 and self.world.is_main:
                 stats["audio_sec_per_sec"] = audio_seconds / (time.perf_counter() - tic)
                 stats["sparsity"] = self.pruner.sparsity()  # counts nonzeros: only at log steps
                 self._log_train(stats)
@@ -202,37 +235,48 @@ class Trainer:
             if self._max_steps_reached():
                 break
 
-    def _train_step(self, batch: Batch) -> dict | None:
-        """One optimiser step; returns None when the batch was skipped (counted)."""
-        self.model.train()
+    def _train_step(self, batch: Batch, has_share: bool = True) -> tuple[dict | None, int]:
+        """One optimiser step on this process's share of a global batch (``has_share`` False: a weight-0 copy).
+
+        Returns (stats, or None when the batch was skipped (counted); feature frames trained on by all processes).
+        Skipping is decided from totals over all processes, so every process skips the same batches.
+        """
+        self.network.train()
         with torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext():
-            log_probs, out_lengths = self.model(batch.features.to(self.device), batch.feature_lengths.to(self.device))
+            log_probs, out_lengths = self.network(batch.features.to(self.device),
+                                                  batch.feature_lengths.to(self.device))
         losses, feasible = ctc_losses(log_probs, out_lengths, batch.targets, batch.target_lengths)
-        self.counters["infeasible_utterances"] += int((~feasible).sum())
-        loss = losses[feasible].mean() if feasible.any() else None
-        if loss is None or not torch.isfinite(loss):
-            return self._skip_batch("no feasible utterance" if loss is None else f"loss {float(loss)}")
+        loss, totals = batch_loss(losses, feasible, batch.feature_lengths, has_share, self.world)
+        self.counters["infeasible_utterances"] += totals.infeasible
+        if loss is None or not math.isfinite(totals.loss):
+            self._skip_batch("no feasible utterance" if loss is None else f"loss {totals.loss}")
+            return None, totals.frames
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm or math.inf)
-        if not torch.isfinite(grad_norm):
-            return self._skip_batch(f"gradient norm {float(grad_norm)}")
+        if not torch.isfinite(grad_norm):  # gradients are all-reduced: the same on every process
+            self.scaler.update()  # fp16: lowers the loss scale after an overflow (a no-op otherwise)
+            self._skip_batch(f"gradient norm {float(grad_norm)}")
+            return None, totals.frames
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
-        if self.pruner.step(self.step):
+        changed = self.pruner.step(self.step)
+        if self.pruner.updates_masks_at(self.step):
+            check_masks_agree(self.pruner.masks, self.world, self.step)
+        if changed and self.world.is_main:
             for key, value in self.pruner.scalars().items():
                 self.writer.add_scalar(f"pruning/{key}", value, self.step)
-        return {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0]}
+        stats = {"loss": totals.loss, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0]}
+        return stats, totals.frames
 
     def _skip_batch(self, why: str) -> None:
         self.counters["nonfinite_batches"] += 1
         self.optimizer.zero_grad(set_to_none=True)
         log.warning("skipped batch %d of epoch %d: %s (%d skipped so far)", self.batch_in_epoch, self.epoch + 1,
                     why, self.counters["nonfinite_batches"])
-        return None
 
     # ----------------------------------------------------------------------------------- logging
     def _log_train(self, stats: dict) -> None:
@@ -245,27 +289,36 @@ class Trainer:
                      stats["audio_sec_per_sec"])
 
     def _validate(self) -> EvaluationResult:
-        result = evaluate_dataset(self.model, self.dev_set, self.device, self.cfg.data.max_frames_per_batch)
+        """Dev WER/CER (decoded on all processes, scored once); rank 0 logs them and saves ``best.pt``."""
+        sync_buffers(self.model, self.world)
+        result = evaluate_sharded(self.model, self.dev_utterances, self._dev_dataset, self.device,
+                                  self.cfg.data.max_frames_per_batch, self.world)
         scores = result.scores
-        for key, value in {"loss": result.loss, "wer": scores.wer, "cer": scores.cer}.items():
-            self.writer.add_scalar(f"dev/{key}", value, self.step)
-        self.metrics.append({"step": self.step, "epoch": self.epoch, "dev_loss": result.loss,
-                             "dev_wer": scores.wer, "dev_cer": scores.cer, "sparsity": self.pruner.sparsity()})
-        log.info("epoch %d step %d: dev loss %.3f WER %.2f%% CER %.2f%% sparsity %.3f", self.epoch, self.step,
-                 result.loss, 100 * scores.wer, 100 * scores.cer, self.pruner.sparsity())
+        if self.world.is_main:
+            for key, value in {"loss": result.loss, "wer": scores.wer, "cer": scores.cer}.items():
+                self.writer.add_scalar(f"dev/{key}", value, self.step)
+            self.metrics.append({"step": self.step, "epoch": self.epoch, "dev_loss": result.loss,
+                                 "dev_wer": scores.wer, "dev_cer": scores.cer, "sparsity": self.pruner.sparsity()})
+            log.info("epoch %d step %d: dev loss %.3f WER %.2f%% CER %.2f%% sparsity %.3f", self.epoch, self.step,
+                     result.loss, 100 * scores.wer, 100 * scores.cer, self.pruner.sparsity())
         if scores.cer < self.best_cer:
             self.best_cer = scores.cer
             self.save("best.pt")
         return result
 
+    def _dev_dataset(self, utterances: list[Utterance]) -> SpeechDataset:
+        return self.frontend.dataset(utterances, self.cfg.data, train=False)
+
     def _finish(self) -> dict:
+        summary = {"output_dir": str(self.out_dir), "step": self.step, "epoch": self.epoch,
+                   "best_dev_cer": self.best_cer, "sparsity": self.pruner.sparsity(), **self.counters}
+        if not self.world.is_main:
+            return summary
         log.info("pruning report:\n%s", write_pruning_report(self.pruner, self.out_dir))
         self.metrics.plot(self.out_dir / "loss_curves.png")
         self.writer.close()
-        summary = {"output_dir": str(self.out_dir), "step": self.step, "epoch": self.epoch,
-                   "best_dev_cer": self.best_cer, "sparsity": self.pruner.sparsity(), **self.counters,
-                   "last_dev": self.metrics.last_eval()}
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary["last_dev"] = self.metrics.last_eval()
+        write_text_atomic(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         log.info("finished: %s", json.dumps(summary))
         return summary
 
