@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from data.features import AugmentConfig, FeatureConfig
+from data.fsdd import FsddConfig
 from data.synth import SynthConfig
 from data.tokenizer import TokenizerConfig
 
@@ -18,6 +19,8 @@ class DataConfig:
         directory train.py was started from).
     synth: when set, the built-in synthetic corpus is built (once, cached) into ``corpus_dir`` first and the
         manifest paths point into it.
+    fsdd: when set, the connected-digits corpus is built from FSDD recordings (once, cached) into ``corpus_dir``
+        first, the same way.
     corpus_dir: where a built corpus lives.
     sample_rate: audio is resampled to this rate on loading.
     max_duration: longer utterances are skipped (counted) in training.
@@ -31,6 +34,7 @@ class DataConfig:
     dev_manifest: str = "???"
     test_manifest: str = "???"
     synth: Optional[SynthConfig] = None
+    fsdd: Optional[FsddConfig] = None
     corpus_dir: str = "corpora/${data.name}"
     sample_rate: int = 16000
     max_duration: float = 20.0

@@ -13,6 +13,7 @@ from data.audio import load_audio
 from data.config import DataConfig
 from data.dataset import SpeechDataset
 from data.features import FeatureExtractor, FeatureNormalizer
+from data.fsdd import build_fsdd_corpus
 from data.manifest import Utterance
 from data.synth import build_synth_corpus
 from data.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_state_dict
@@ -22,9 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def manifest_paths(cfg: DataConfig, progress: bool = True) -> dict[str, Path]:
-    """Paths of the train/dev/test manifests, building the synthetic corpus first when configured."""
+    """Paths of the train/dev/test manifests, building the synthetic or FSDD digits corpus first when configured."""
     if cfg.synth is not None:
         return {split: Path(p) for split, p in build_synth_corpus(cfg.synth, cfg.corpus_dir, progress).items()}
+    if cfg.fsdd is not None:
+        return build_fsdd_corpus(cfg.fsdd, cfg.corpus_dir, progress)
     return {"train": Path(cfg.train_manifest), "dev": Path(cfg.dev_manifest), "test": Path(cfg.test_manifest)}
 
 
