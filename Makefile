@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 EXP ?= demo
-DEMO_RUN := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+RUN_ID := $(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO_RUN := outputs/demo/$(RUN_ID)
 
-.PHONY: install demo test train eval corpus summary train-ddp table3-cpu table3-smoke clean help
+.PHONY: install demo test train eval corpus summary train-ddp table3-cpu table3-smoke export bench-sparse fsdd librispeech clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -45,6 +46,20 @@ table3-cpu: install  ## the paper's Table 3 + gradual vs hard at CPU scale, resu
 
 table3-smoke: install  ## the same driver on the tiny corpus in minutes: results/table3_smoke
 	$(PY) scripts/reproduce.py --table smoke $(ARGS)
+
+export: install  ## pruned checkpoint -> sparse deploy files + sizes + WER/CER: make export RUN=outputs/demo_gradual/<run>
+	$(PY) scripts/export.py $(RUN) $(or $(ARGS),--dtype fp32 fp16 int8 --evaluate test)
+
+bench-sparse: install  ## the paper's sparse speed table on this machine: results/bench_sparse
+	$(PY) scripts/bench_sparse.py $(ARGS)
+
+fsdd: install  ## real recordings on a CPU: build FSDD connected digits, train dense and gradual, evaluate on the unseen speaker
+	$(PY) train.py experiment=fsdd hydra.run.dir=outputs/fsdd/$(RUN_ID)
+	$(PY) train.py experiment=fsdd_gradual hydra.run.dir=outputs/fsdd_gradual/$(RUN_ID)
+	$(PY) evaluate.py outputs/fsdd/$(RUN_ID) outputs/fsdd_gradual/$(RUN_ID) --split test --baseline fsdd --out outputs/fsdd/$(RUN_ID)/compare
+
+librispeech: install  ## LibriSpeech manifests: make librispeech SUBSETS=mini (or 100, 960) ARGS="--download" or ARGS="--root /data/LibriSpeech"
+	$(PY) scripts/prepare_librispeech.py --subsets $(or $(SUBSETS),mini) $(ARGS)
 
 clean:  ## remove training outputs (keeps results/, corpora/ and .venv)
 	rm -rf outputs multirun
