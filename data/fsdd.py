@@ -35,7 +35,7 @@ from data.audio import audio_duration, resample, write_audio
 from data.fsdd_source import DIGIT_WORDS, Recording, scan_recordings, source_listing
 from data.manifest import Utterance, write_manifest
 from data.prep_report import write_report
-from data.synth import colored_noise
+from data.synth import check_ranges, colored_noise
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,8 @@ class FsddConfig:
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:
-        for low, high in (("min_digits", "max_digits"), ("pause_min", "pause_max"), ("edge_min", "edge_max"),
-                          ("snr_db_min", "snr_db_max"), ("gain_db_min", "gain_db_max"), ("tempo_min", "tempo_max")):
-            if getattr(self, low) > getattr(self, high):
-                raise ValueError(f"FsddConfig: {low} > {high}")
+        check_ranges(self, ("min_digits", "max_digits"), ("pause_min", "pause_max"), ("edge_min", "edge_max"),
+                     ("snr_db_min", "snr_db_max"), ("gain_db_min", "gain_db_max"), ("tempo_min", "tempo_max"))
         if self.min_digits < 1 or min(self.num_train, self.num_dev, self.num_test, self.pause_min, self.edge_min) < 0:
             raise ValueError("FsddConfig: min_digits must be >= 1; counts, pauses and edges >= 0")
         if self.tempo_min <= 0:

@@ -39,6 +39,13 @@ _SPEECH_PEAK = 0.5  # clean speech is scaled to this peak (-6 dBFS) before the r
 _MAX_PEAK = 0.99  # a noisy mix that would clip is scaled down as a whole (its SNR is kept)
 
 
+def check_ranges(config: object, *pairs: tuple[str, str]) -> None:
+    """Raise ValueError naming the config and the fields when a (low, high) pair of its fields has low > high."""
+    for low, high in pairs:
+        if getattr(config, low) > getattr(config, high):
+            raise ValueError(f"{type(config).__name__}: {low} > {high}")
+
+
 @dataclass
 class SynthConfig:
     """The synthetic corpus; every field changes the corpus (and its hash).
@@ -74,10 +81,8 @@ class SynthConfig:
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:
-        for low, high in (("min_words", "max_words"), ("rate_wpm_min", "rate_wpm_max"), ("pitch_min", "pitch_max"),
-                          ("snr_db_min", "snr_db_max"), ("gain_db_min", "gain_db_max")):
-            if getattr(self, low) > getattr(self, high):
-                raise ValueError(f"SynthConfig: {low} > {high}")
+        check_ranges(self, ("min_words", "max_words"), ("rate_wpm_min", "rate_wpm_max"), ("pitch_min", "pitch_max"),
+                     ("snr_db_min", "snr_db_max"), ("gain_db_min", "gain_db_max"))
         if min(self.num_train, self.num_dev, self.num_test) < 0 or self.min_words < 1:
             raise ValueError("SynthConfig: utterance counts must be >= 0 and min_words >= 1")
         if min(self.num_dev_voices, self.num_test_voices) < 1 or self.sample_rate <= 0:

@@ -17,7 +17,6 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from data.audio import load_audio
 from data.config import DataConfig
 from deploy.format import load_bundle
 from deploy.layers import SparseDS2RNN, SparseFullyConnected, SparseGRU
@@ -26,8 +25,8 @@ from deploy.sparse import SparseMatrix
 from models.config import ModelConfig, build_model
 from models.deepspeech2 import DeepSpeech2
 from models.rnn import DS2RNN, FusedRNN
+from training.inference import transcribe_file
 from training.pipeline import Frontend
-from training.scoring import greedy_decode
 
 
 def _sparse_rnn(layer: nn.Module, prefix: str, sparse: dict[str, SparseMatrix], planner: Planner) -> nn.Module:
@@ -92,14 +91,9 @@ class DeployedModel:
         nonzero = sum(int(torch.count_nonzero(t)) for t in dense) + sum(nnz for _, nnz in self.matrix_counts.values())
         return total, nonzero
 
-    @torch.no_grad()
     def transcribe(self, audio_path: str | Path) -> str:
         """Greedy transcript of one audio file."""
-        device = next(self.model.parameters()).device
-        features = self.frontend.normalizer(self.frontend.extractor(load_audio(audio_path, self.data_cfg.sample_rate)))
-        lengths = torch.tensor([features.shape[1]], device=device)
-        log_probs, out_lengths = self.model(features[None].to(device), lengths)
-        return greedy_decode(log_probs, out_lengths, self.frontend.tokenizer)[0]
+        return transcribe_file(self.model, self.frontend, audio_path, self.data_cfg.sample_rate)
 
 
 def load_deployed(path: str | Path, device: torch.device | str = "cpu", policy: str = "auto") -> DeployedModel:

@@ -34,14 +34,19 @@ class LoadedModel:
         params = list(self.model.parameters())
         return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
 
-    @torch.no_grad()
     def transcribe(self, audio_path: str | Path) -> str:
         """Greedy transcript of one audio file."""
-        device = next(self.model.parameters()).device
-        features = self.frontend.normalizer(self.frontend.extractor(load_audio(audio_path, self.data_cfg.sample_rate)))
-        lengths = torch.tensor([features.shape[1]], device=device)
-        log_probs, out_lengths = self.model(features[None].to(device), lengths)
-        return greedy_decode(log_probs, out_lengths, self.frontend.tokenizer)[0]
+        return transcribe_file(self.model, self.frontend, audio_path, self.data_cfg.sample_rate)
+
+
+@torch.no_grad()
+def transcribe_file(model: torch.nn.Module, frontend: Frontend, audio_path: str | Path, sample_rate: int) -> str:
+    """Greedy transcript of one audio file by ``model`` (anything with DeepSpeech2's forward), batch 1."""
+    device = next(model.parameters()).device
+    features = frontend.normalizer(frontend.extractor(load_audio(audio_path, sample_rate)))  # (F, T)
+    lengths = torch.tensor([features.shape[1]], device=device)
+    log_probs, out_lengths = model(features[None].to(device), lengths)
+    return greedy_decode(log_probs, out_lengths, frontend.tokenizer)[0]
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
