@@ -213,6 +213,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--lm and --tune need --beam SIZE")
     if args.beam is not None and args.beam < 1:
         parser.error(f"--beam must be at least 1, got {args.beam}")
+    if args.lm_order < 2:  # flashlight's KenLM aborts the process on a unigram-only ARPA file
+        parser.error(f"--lm-order must be at least 2 (the decoder's KenLM cannot load a unigram LM), got {args.lm_order}")
     if args.tune and not args.lm:
         parser.error("--tune needs --lm: without an LM there is no weight to tune")
     if args.lm not in (None, "train") and not Path(args.lm).is_file():

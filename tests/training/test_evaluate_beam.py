@@ -63,6 +63,7 @@ def test_greedy_evaluation_needs_no_flashlight_and_beam_search_names_the_extra(t
     (["--beam", "4", "--tune"], "--tune needs --lm"),
     (["--beam", "0"], "at least 1"),
     (["--beam", "4", "--lm", "nope.arpa"], "no ARPA file at nope.arpa"),
+    (["--beam", "4", "--lm", "train", "--lm-order", "1"], "--lm-order must be at least 2"),
 ])
 def test_inconsistent_beam_options_and_missing_files_are_rejected_up_front(argv, message, capsys):
     with pytest.raises(SystemExit):
