@@ -24,7 +24,8 @@ class DataConfig:
     corpus_dir: where a built corpus lives.
     sample_rate: audio is resampled to this rate on loading.
     max_duration: longer utterances are skipped (counted) in training.
-    max_frames_per_batch: padded feature frames per batch (batch size x longest utterance).
+    max_frames_per_batch: padded feature frames per batch (batch size x longest utterance); under torchrun the
+        global batch of one optimizer step, split across the processes.
     sortagrad: first epoch in increasing duration (Deep Speech 2).
     num_workers: DataLoader worker processes.
     """
