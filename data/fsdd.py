@@ -9,6 +9,10 @@ Layout of a corpus folder: ``train.jsonl``, ``dev.jsonl``, ``test.jsonl``, ``wav
 ``meta/<split>.jsonl`` (the recordings, pauses, gain and SNR of every utterance), ``preparation_report.{json,md}``
 (recordings skipped or changed) and ``corpus.json`` (config, hash, per-split totals), written last: a folder
 without it is incomplete, and a build with a different config or source starts over, reusing what it can.
+
+Optionally (``synth_train``) the training split also gets digit strings read by espeak-ng voices of the built-in
+corpus (:mod:`data.synth`), in ``wav/train_synth/`` with their settings in ``meta/train_synth.jsonl``: hundreds
+of synthetic voices next to three real speakers.
 """
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ from data.audio import audio_duration, resample, write_audio
 from data.fsdd_source import DIGIT_WORDS, Recording, scan_recordings, source_listing
 from data.manifest import Utterance, write_manifest
 from data.prep_report import write_report
-from data.synth import check_ranges, colored_noise
+from data import synth
+from data.synth import check_ranges, colored_noise, write_meta
+from data.synth_voice import split_voices
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,9 @@ class FsddConfig:
     gain_db_min / gain_db_max: level relative to a -6 dBFS digit peak, drawn per utterance.
     tempo_min / tempo_max: training digits only: each is time-stretched (pitch kept) to this many times its
         duration, drawn per digit; [1, 1] draws nothing and stretches nothing. Dev and test are never stretched.
+    synth_train: extra training utterances of 1-7 digits read by espeak-ng's training voices of the built-in
+        corpus (:func:`data.synth_voice.split_voices`), with this config's gain and SNR ranges; 0 = none.
+    synth_rate_wpm_min / synth_rate_wpm_max: their speaking rate in words per minute, drawn per utterance.
     sample_rate: output sample rate in Hz.
     """
 
@@ -83,12 +92,17 @@ class FsddConfig:
     gain_db_max: float = 0.0
     tempo_min: float = 1.0
     tempo_max: float = 1.0
+    synth_train: int = 0
+    synth_rate_wpm_min: int = 100
+    synth_rate_wpm_max: int = 200
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:
         check_ranges(self, ("min_digits", "max_digits"), ("pause_min", "pause_max"), ("edge_min", "edge_max"),
-                     ("snr_db_min", "snr_db_max"), ("gain_db_min", "gain_db_max"), ("tempo_min", "tempo_max"))
-        if self.min_digits < 1 or min(self.num_train, self.num_dev, self.num_test, self.pause_min, self.edge_min) < 0:
+                     ("snr_db_min", "snr_db_max"), ("gain_db_min", "gain_db_max"), ("tempo_min", "tempo_max"),
+                     ("synth_rate_wpm_min", "synth_rate_wpm_max"))
+        counts = (self.num_train, self.num_dev, self.num_test, self.synth_train)
+        if self.min_digits < 1 or min(*counts, self.pause_min, self.edge_min) < 0:
             raise ValueError("FsddConfig: min_digits must be >= 1; counts, pauses and edges >= 0")
         if self.tempo_min <= 0:
             raise ValueError("FsddConfig: tempo_min must be > 0")
@@ -199,6 +213,24 @@ def _plan_utterance(split: str, index: int, speaker: str, pools: dict[str, dict[
     return dataclasses.replace(spec, tempos=tempos)
 
 
+def plan_synth_digits(cfg: FsddConfig) -> list[synth.UtteranceSpec]:
+    """The ``cfg.synth_train`` espeak-ng utterances of the training split, drawn from ``cfg.seed``: voices of the
+    built-in corpus's training split taken in a shuffled turn, digits, rate, pitch, gain and SNR drawn uniformly."""
+    rng = random.Random(f"{cfg.seed}:synth_digits")
+    voices = sorted(split_voices(8, 8, cfg.seed)["train"])
+    rng.shuffle(voices)
+    specs = []
+    for index in range(cfg.synth_train):
+        text = " ".join(DIGIT_WORDS[rng.randrange(10)] for _ in range(rng.randint(cfg.min_digits, cfg.max_digits)))
+        specs.append(synth.UtteranceSpec(
+            split="train_synth", index=index, text=text, prompt=text, voice=voices[index % len(voices)],
+            rate_wpm=rng.randint(cfg.synth_rate_wpm_min, cfg.synth_rate_wpm_max), pitch=rng.randint(25, 75),
+            gain_db=round(rng.uniform(cfg.gain_db_min, cfg.gain_db_max), 2),
+            snr_db=round(rng.uniform(cfg.snr_db_min, cfg.snr_db_max), 2), noise_color=round(rng.random(), 3),
+            seed=rng.getrandbits(31)))
+    return specs
+
+
 def render(spec: UtteranceSpec, clips: dict[str, np.ndarray], sample_rate: int) -> np.ndarray:
     """The utterance's waveform, float32 of shape (num_samples,): pause, digit, pause, ..., digit, pause, with
     ``clips`` (recording name -> waveform at ``sample_rate``, peak at -6 dBFS), stretches, gain and noise applied."""
@@ -278,17 +310,24 @@ def build_fsdd_corpus(cfg: FsddConfig | Any, out_dir: str | Path, progress: bool
     with one_torch_thread():
         clips = load_clips([rec for rec in recordings if rec.name in used], cfg.sample_rate)
         utterances = _render_all(plan, clips, cfg.sample_rate, out_dir.resolve(), progress)
+    synth_specs = plan_synth_digits(cfg)
+    synth_utterances = []
+    if synth_specs:
+        synth_utterances = synth.render_utterances(synth_specs, cfg.sample_rate, out_dir.resolve(), progress,
+                                                   desc="espeak digits")
+        write_meta(out_dir / "meta" / "train_synth.jsonl", synth_specs, cfg.sample_rate)
     for split in SPLITS:
-        write_manifest(manifests[split], utterances[split])
-        lines = [json.dumps({"audio_filepath": str(s.wav_path(cfg.sample_rate)), **dataclasses.asdict(s)}) + "\n"
-                 for s in plan[split]]
-        write_text_atomic(out_dir / "meta" / f"{split}.jsonl", "".join(lines))
-    keep = {Path(u.audio_filepath) for split in SPLITS for u in utterances[split]}
+        write_manifest(manifests[split], utterances[split] + (synth_utterances if split == "train" else []))
+        write_meta(out_dir / "meta" / f"{split}.jsonl", plan[split], cfg.sample_rate)
+    keep = {Path(u.audio_filepath) for u in synth_utterances}
+    keep |= {Path(u.audio_filepath) for split in SPLITS for u in utterances[split]}
     for path in (out_dir / "wav").rglob("*"):
         if path.is_file() and path.resolve() not in keep:
             path.unlink()
     write_report(out_dir / "preparation_report", "FSDD connected digits: source recordings", [report])
     summary = {split: _split_summary(plan[split], utterances[split]) for split in SPLITS}
+    if synth_specs:
+        summary["train_synth"] = _synth_summary(synth_specs, synth_utterances)
     record = {"format_version": FORMAT_VERSION, "config": dataclasses.asdict(cfg), "hash": digest, "splits": summary}
     write_text_atomic(out_dir / "corpus.json", json.dumps(record, indent=2) + "\n")
     log.info("FSDD digits corpus %s: %s; %s", out_dir, "; ".join(
@@ -298,11 +337,13 @@ def build_fsdd_corpus(cfg: FsddConfig | Any, out_dir: str | Path, progress: bool
 
 
 def _hashed_fields(cfg: FsddConfig) -> dict[str, Any]:
-    """The config fields the corpus hash covers: all but ``source_dir``, and the tempo range only when it stretches
-    (corpora built before it existed stay valid)."""
+    """The config fields the corpus hash covers: all but ``source_dir``, the tempo range only when it stretches and
+    the espeak-ng fields only when ``synth_train`` asks for utterances (corpora built before they existed stay valid)."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "source_dir"}
     if (cfg.tempo_min, cfg.tempo_max) == (1.0, 1.0):
         del fields["tempo_min"], fields["tempo_max"]
+    if not cfg.synth_train:
+        del fields["synth_train"], fields["synth_rate_wpm_min"], fields["synth_rate_wpm_max"]
     return fields
 
 
@@ -339,6 +380,13 @@ def _split_summary(specs: list[UtteranceSpec], utterances: list[Utterance]) -> d
             "speakers": sorted({spec.speaker for spec in specs})}
 
 
+def _synth_summary(specs: list[synth.UtteranceSpec], utterances: list[Utterance]) -> dict[str, Any]:
+    return {"num_utterances": len(utterances), "hours": round(sum(u.duration for u in utterances) / 3600, 4),
+            "num_digits": sum(len(spec.text.split()) for spec in specs), "num_recordings": 0,
+            "speakers": [f"{len({spec.voice for spec in specs})} espeak-ng voices"]}
+
+
 def corpus_summary(out_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Per split of a built corpus: utterances, hours, digits, distinct recordings and speakers."""
+    """Per split of a built corpus: utterances, hours, digits, distinct recordings and speakers; with
+    ``synth_train``, also ``train_synth`` (the espeak-ng part of the training manifest)."""
     return json.loads((Path(out_dir) / "corpus.json").read_text(encoding="utf-8"))["splits"]

@@ -236,10 +236,12 @@ def build_synth_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = T
     for path in (out_dir / "corpus.json", *manifests.values(), *_meta_paths(out_dir).values()):
         path.unlink(missing_ok=True)
     plan = plan_corpus(cfg)
-    utterances = _render_all(plan, cfg.sample_rate, out_dir.resolve(), progress)
+    specs = [spec for split in SPLITS for spec in plan[split]]
+    rendered = iter(render_utterances(specs, cfg.sample_rate, out_dir.resolve(), progress))
+    utterances = {split: [next(rendered) for _ in plan[split]] for split in SPLITS}
     for split in SPLITS:
         write_manifest(manifests[split], utterances[split])
-        _write_meta(_meta_paths(out_dir)[split], plan[split], cfg.sample_rate)
+        write_meta(_meta_paths(out_dir)[split], plan[split], cfg.sample_rate)
     _remove_stale_files(out_dir / "wav", {Path(u.audio_filepath) for split in SPLITS for u in utterances[split]})
     summary = {split: _split_summary(plan[split], utterances[split]) for split in SPLITS}
     record = {"format_version": FORMAT_VERSION, "config": dataclasses.asdict(cfg), "hash": digest, "splits": summary}
@@ -267,23 +269,19 @@ def _meta_paths(out_dir: Path) -> dict[str, Path]:
     return {split: out_dir / "meta" / f"{split}.jsonl" for split in SPLITS}
 
 
-def _render_all(plan: dict[str, list[UtteranceSpec]], sample_rate: int, root: Path,
-                progress: bool) -> dict[str, list[Utterance]]:
-    """Synthesise the wavs of ``plan`` that ``root`` lacks; the utterances of every split (absolute paths)."""
-    specs = [spec for split in SPLITS for spec in plan[split]]
+def render_utterances(specs: list[UtteranceSpec], sample_rate: int, root: Path, progress: bool,
+                      desc: str = "synth") -> list[Utterance]:
+    """Synthesise the wavs of ``specs`` that ``root`` lacks; their utterances (absolute paths), in order."""
     paths = {spec: root / spec.wav_path(sample_rate) for spec in specs}
     missing = [spec for spec in specs if not paths[spec].is_file()]
     with _one_torch_thread(), EspeakSynthesizer() as synthesizer, tqdm(
-        total=len(specs), initial=len(specs) - len(missing), desc="synth", unit="utt", disable=not progress
+        total=len(specs), initial=len(specs) - len(missing), desc=desc, unit="utt", disable=not progress
     ) as bar:
         for spec, raw in zip(missing, synthesizer.synthesize_many(_request(spec) for spec in missing)):
             speech = _clean_speech(raw, synthesizer.sample_rate, sample_rate, spec)
             write_audio(paths[spec], degrade(speech, spec), sample_rate)
             bar.update()
-    return {
-        split: [Utterance(str(paths[spec]), audio_duration(paths[spec]), spec.text) for spec in plan[split]]
-        for split in SPLITS
-    }
+    return [Utterance(str(paths[spec]), audio_duration(paths[spec]), spec.text) for spec in specs]
 
 
 @contextlib.contextmanager
@@ -298,7 +296,8 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _write_meta(path: Path, specs: list[UtteranceSpec], sample_rate: int) -> None:
+def write_meta(path: Path, specs: list[Any], sample_rate: int) -> None:
+    """One JSON line per spec (a dataclass with ``wav_path``): its audio path and every field, written atomically."""
     lines = []
     for spec in specs:
         record = {"audio_filepath": str(spec.wav_path(sample_rate)), **dataclasses.asdict(spec)}

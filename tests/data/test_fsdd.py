@@ -19,6 +19,7 @@ from data.fsdd import (
 )
 from data.fsdd_source import DIGIT_WORDS, scan_recordings
 from data.manifest import read_manifest
+from data.synth_voice import split_voices
 from training.compose import compose_config
 from training.pipeline import manifest_paths
 
@@ -196,6 +197,22 @@ def test_tempo_stretches_training_digits_only(source, corpus, tmp_path):
     assert [u.text for u in stretched] == [u.text for u in plain]
     assert all(s.duration > p.duration for s, p in zip(stretched, plain))
     for split in ("dev", "test"):  # held-out speakers are heard as recorded, in the same files
+        assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
+
+
+def test_espeak_digits_join_the_training_split_only(source, corpus, tmp_path):
+    build_fsdd_corpus(small(source, synth_train=4), tmp_path, progress=False)
+    plain, mixed = read_manifest(corpus / "train.jsonl"), read_manifest(tmp_path / "train.jsonl")
+    assert [u.text for u in mixed[:6]] == [u.text for u in plain] and len(mixed) == 6 + 4
+    meta = [json.loads(line) for line in (tmp_path / "meta" / "train_synth.jsonl").read_text().splitlines()]
+    assert [record["text"] for record in meta] == [u.text for u in mixed[6:]]
+    training_voices = set(split_voices(8, 8, 0)["train"])
+    for utt, record in zip(mixed[6:], meta):
+        assert record["voice"] in training_voices and 100 <= record["rate_wpm"] <= 200
+        assert 1 <= len(utt.text.split()) <= 7 and set(utt.text.split()) <= set(DIGIT_WORDS)
+        assert soundfile.info(utt.audio_filepath).samplerate == 16000 and utt.duration > 0.2
+    assert corpus_summary(tmp_path)["train_synth"]["num_utterances"] == 4
+    for split in ("dev", "test"):
         assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
 
 
