@@ -1,6 +1,6 @@
 """Utterance dataset and padded-batch collation.
 
-Randomness (speed perturbation, SpecAugment) is drawn from a generator seeded by (seed, epoch, index), so
+Randomness (speed perturbation, random low-pass, SpecAugment) is drawn from a generator seeded by (seed, epoch, index), so
 the same utterance in the same epoch is augmented identically with any number of DataLoader workers and
 after a resume.
 """
@@ -11,7 +11,14 @@ from dataclasses import dataclass
 import torch
 
 from data.audio import load_audio, resample
-from data.features import AugmentConfig, FeatureExtractor, FeatureNormalizer, spec_augment
+from data.features import (
+    AugmentConfig,
+    FeatureExtractor,
+    FeatureNormalizer,
+    check_augment,
+    random_lowpass,
+    spec_augment,
+)
 from data.manifest import Utterance
 from data.tokenizer import Tokenizer
 
@@ -44,6 +51,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
     ) -> None:
+        if augment is not None:
+            check_augment(augment)
         self.utterances = utterances
         self.extractor, self.normalizer, self.tokenizer = extractor, normalizer, tokenizer
         self.sample_rate, self.augment, self.seed = sample_rate, augment, seed
@@ -62,7 +71,10 @@ class SpeechDataset(torch.utils.data.Dataset):
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
         if self.augment is not None and self.augment.speed_perturb:
             waveform = self._perturb_speed(waveform, generator)
-        features = self.extractor(waveform)
+        features = self.extractor.log_spectrogram(waveform)
+        if self.augment is not None:  # a microphone filters before any normalisation
+            features = random_lowpass(features, self.extractor.bin_hz, self.augment, generator)
+        features = self.extractor.remove_channel(features)
         if self.normalizer is not None:
             features = self.normalizer(features)
         if self.augment is not None:

@@ -1,4 +1,4 @@
-"""Deep Speech 2 input features: log spectrograms, global normalisation and SpecAugment.
+"""Deep Speech 2 input features: log spectrograms, global normalisation, SpecAugment and random low-pass.
 
 Default: log linear (power) spectrogram with 161 bins from 20 ms Hann windows and a 10 ms hop at 16 kHz,
 as in Deep Speech 2. Log-mel filterbanks are an option. Mean and variance per bin are computed on the
@@ -6,6 +6,7 @@ training set and stored with the model (checkpoint ``feature_stats``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +23,9 @@ class FeatureConfig:
     window_ms / hop_ms: analysis window and hop; 20 / 10 ms in the paper.
     num_mel_bins: bins of the mel filterbank (kind="mel" only).
     stats_utterances: how many training utterances estimate the normalisation statistics (0 = all).
+    utterance_mean: subtract every bin's mean over the utterance from the log spectrogram (cepstral mean
+        normalisation in the spectral domain) before the global statistics: a fixed channel, such as a
+        microphone's frequency response, adds a constant to every frame's log spectrum and is removed.
     """
 
     kind: str = "linear"
@@ -29,6 +33,7 @@ class FeatureConfig:
     hop_ms: float = 10.0
     num_mel_bins: int = 80
     stats_utterances: int = 500
+    utterance_mean: bool = False
 
 
 class FeatureExtractor(torch.nn.Module):
@@ -48,7 +53,11 @@ class FeatureExtractor(torch.nn.Module):
         if cfg.kind not in kinds:
             raise ValueError(f"unknown feature kind {cfg.kind!r}; expected one of {sorted(kinds)}")
         self.spectrogram = kinds[cfg.kind]()
+        self.utterance_mean = cfg.utterance_mean
         self.num_features = self.win_length // 2 + 1 if cfg.kind == "linear" else cfg.num_mel_bins
+        linear_hz = torch.linspace(0, sample_rate / 2, self.win_length // 2 + 1)
+        #: (num_features,) centre frequency of every bin in Hz (a mel filter's: the frequency it weighs most)
+        self.bin_hz = linear_hz if cfg.kind == "linear" else linear_hz[self.spectrogram.mel_scale.fb.argmax(dim=0)]
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` samples (centred STFT: 1 + num_samples // hop)."""
@@ -56,8 +65,18 @@ class FeatureExtractor(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(num_samples,) float -> (num_features, num_frames) float32."""
+        """(num_samples,) float -> (num_features, num_frames) float32: :meth:`log_spectrogram`, then
+        :meth:`remove_channel`."""
+        return self.remove_channel(self.log_spectrogram(waveform))
+
+    @torch.no_grad()
+    def log_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(num_samples,) float -> (num_features, num_frames) log power, floored at log(1e-6)."""
         return torch.log(self.spectrogram(waveform) + _LOG_FLOOR)
+
+    def remove_channel(self, log_power: torch.Tensor) -> torch.Tensor:
+        """With ``utterance_mean``, (num_features, num_frames) minus its mean over frames; else as it is."""
+        return log_power - log_power.mean(dim=1, keepdim=True) if self.utterance_mean else log_power
 
 
 class FeatureNormalizer:
@@ -91,6 +110,9 @@ class AugmentConfig:
     speed_perturb: speed factors drawn uniformly from this list (e.g. [0.9, 1.0, 1.1]); empty = off.
     freq_masks / freq_mask_width: SpecAugment frequency masks, count and maximum width in bins.
     time_masks / time_mask_width: SpecAugment time masks, count and maximum width in frames.
+    lowpass_prob: chance that an utterance is heard through a random low-pass filter (a muffled microphone), see
+        :func:`random_lowpass`; 0 = off. lowpass_cutoff_hz: [low, high] range of the cutoff, drawn log-uniformly.
+        lowpass_db_per_octave: [low, high] range of the roll-off above it. lowpass_max_db: the deepest attenuation.
     """
 
     speed_perturb: list[float] = field(default_factory=list)
@@ -98,6 +120,44 @@ class AugmentConfig:
     freq_mask_width: int = 27
     time_masks: int = 0
     time_mask_width: int = 40
+    lowpass_prob: float = 0.0
+    lowpass_cutoff_hz: list[float] = field(default_factory=lambda: [500.0, 4000.0])
+    lowpass_db_per_octave: list[float] = field(default_factory=lambda: [6.0, 24.0])
+    lowpass_max_db: float = 40.0
+
+
+def check_augment(cfg: AugmentConfig) -> None:
+    """Raise ValueError naming the field when an augmentation setting is out of range."""
+    for name in ("lowpass_cutoff_hz", "lowpass_db_per_octave"):
+        values = list(getattr(cfg, name))
+        if len(values) != 2 or not 0 < values[0] <= values[1]:
+            raise ValueError(f"augment.{name} must be [low, high] with 0 < low <= high, got {values}")
+    if not 0 <= cfg.lowpass_prob <= 1 or cfg.lowpass_max_db < 0:
+        raise ValueError(f"augment.lowpass_prob must be in [0, 1] and lowpass_max_db >= 0, got "
+                         f"{cfg.lowpass_prob} and {cfg.lowpass_max_db}")
+    if any(factor <= 0 for factor in cfg.speed_perturb):
+        raise ValueError(f"augment.speed_perturb factors must be > 0, got {list(cfg.speed_perturb)}")
+
+
+def random_lowpass(log_power: torch.Tensor, bin_hz: torch.Tensor, cfg: AugmentConfig,
+                   generator: torch.Generator) -> torch.Tensor:
+    """With probability ``cfg.lowpass_prob``, filter an un-normalised (num_features, num_frames) log power
+    spectrogram through a random low-pass: bins above the cutoff f_c lose s * log2(f / f_c) dB (at most
+    ``lowpass_max_db``), floored like the features. ``bin_hz``: (num_features,) bin frequencies. Otherwise, or
+    with ``lowpass_prob`` 0 (no draws), returned as it is.
+
+    A filter multiplies the power spectrum, so it adds to the log spectrum: the same as filtering the audio. Real
+    microphones differ most above 1 kHz, where the consonants are; a few training speakers cover few of them.
+    """
+    if cfg.lowpass_prob <= 0 or float(torch.rand((), generator=generator)) >= cfg.lowpass_prob:
+        return log_power
+    (low_hz, high_hz), (low_slope, high_slope) = cfg.lowpass_cutoff_hz, cfg.lowpass_db_per_octave
+    uniform = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+    cutoff_hz = math.exp(math.log(low_hz) + uniform[0] * (math.log(high_hz) - math.log(low_hz)))
+    slope = low_slope + uniform[1] * (high_slope - low_slope)
+    octaves = torch.log2(bin_hz.clamp_min(1.0) / cutoff_hz).clamp_min(0.0)
+    attenuation_db = (slope * octaves).clamp_max(cfg.lowpass_max_db)
+    return (log_power - attenuation_db[:, None] * (math.log(10) / 10)).clamp_min(math.log(_LOG_FLOOR))
 
 
 def spec_augment(features: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from data.dataset import collate
-from data.features import AugmentConfig, FeatureConfig, FeatureExtractor, FeatureNormalizer, spec_augment
+from data.features import (
+    AugmentConfig,
+    FeatureConfig,
+    FeatureExtractor,
+    FeatureNormalizer,
+    check_augment,
+    random_lowpass,
+    spec_augment,
+)
 from data.sampler import DurationBatchSampler
 
 
@@ -47,6 +55,64 @@ def test_spec_augment_masks_are_reproducible_from_the_generator():
     assert torch.equal(first, again)
     assert 0 < int((first == 0).sum()) < features.numel()
     assert torch.equal(features, torch.ones(40, 100))  # input untouched
+
+
+def test_bin_frequencies_of_linear_and_mel_features():
+    linear = FeatureExtractor(FeatureConfig())
+    assert torch.equal(linear.bin_hz, torch.linspace(0, 8000, 161))
+    mel = FeatureExtractor(FeatureConfig(kind="mel", num_mel_bins=40)).bin_hz
+    assert mel.shape == (40,) and bool((mel[1:] >= mel[:-1]).all()) and 0 < float(mel[0]) < float(mel[-1]) <= 8000
+
+
+def test_random_lowpass_attenuates_above_the_cutoff_only():
+    extractor = FeatureExtractor(FeatureConfig())
+    log_power = torch.zeros(161, 5)
+    cfg = AugmentConfig(lowpass_prob=1.0, lowpass_cutoff_hz=[1000.0, 1000.0], lowpass_db_per_octave=[12.0, 12.0],
+                        lowpass_max_db=30.0)
+    out = random_lowpass(log_power, extractor.bin_hz, cfg, torch.Generator().manual_seed(0))
+    db = -out[:, 0] * 10 / math.log(10)  # attenuation in dB per bin; 50 Hz per bin
+    assert torch.all(db[:21] == 0)                                    # up to 1 kHz: untouched
+    assert float(db[40]) == pytest.approx(12 * math.log2(2000 / 1000), abs=1e-4)  # one octave up: 12 dB
+    assert torch.all(db[21:][1:] >= db[21:][:-1]) and float(db.max()) == pytest.approx(30.0)  # monotone, capped
+    assert torch.equal(out, out[:, :1].expand(-1, 5))                # every frame alike
+    floored = random_lowpass(torch.full((161, 2), -13.0), extractor.bin_hz, cfg, torch.Generator())
+    assert float(floored.min()) == pytest.approx(math.log(1e-6))      # never below the features' floor
+
+
+def test_random_lowpass_draws_reproducibly_and_only_when_asked():
+    bin_hz, features = FeatureExtractor(FeatureConfig()).bin_hz, torch.randn(161, 7)
+    generator = torch.Generator().manual_seed(3)
+    assert random_lowpass(features, bin_hz, AugmentConfig(), generator) is features
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())  # no draw when off
+    cfg = AugmentConfig(lowpass_prob=0.5)
+    runs = [[random_lowpass(features, bin_hz, cfg, torch.Generator().manual_seed(s)) for s in range(20)]
+            for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    filtered = sum(not torch.equal(out, features) for out in runs[0])
+    assert 3 <= filtered <= 17                                         # about half of them
+
+
+def test_utterance_mean_removes_a_fixed_channel():
+    torch.manual_seed(0)
+    speech = torch.randn(8000) * torch.linspace(0.2, 1.0, 8000)  # a level that changes over time
+    plain = FeatureExtractor(FeatureConfig())
+    assert torch.equal(plain(speech), plain.log_spectrogram(speech))  # off by default
+    extractor = FeatureExtractor(FeatureConfig(utterance_mean=True))
+    features = extractor(speech)
+    assert torch.allclose(features.mean(dim=1), torch.zeros(161), atol=1e-4)
+    quieter = extractor(0.3 * speech)  # a gain: the same constant in every bin
+    assert torch.allclose(quieter, features, atol=1e-2)  # up to the log floor's share in the quietest bins
+    muffled = random_lowpass(extractor.log_spectrogram(speech), extractor.bin_hz,
+                             AugmentConfig(lowpass_prob=1.0, lowpass_max_db=20.0), torch.Generator().manual_seed(1))
+    assert not torch.allclose(muffled, extractor.log_spectrogram(speech))
+    assert torch.allclose(extractor.remove_channel(muffled), features, atol=1e-4)  # a filter: removed as well
+
+
+@pytest.mark.parametrize("field, value", [("lowpass_cutoff_hz", [4000.0, 500.0]), ("lowpass_db_per_octave", [6.0]),
+                                          ("lowpass_prob", 1.5), ("speed_perturb", [0.0, 1.0])])
+def test_bad_augment_settings_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        check_augment(AugmentConfig(**{field: value}))
 
 
 def test_collate_pads_and_keeps_lengths():
