@@ -2,13 +2,15 @@
 
     python evaluate.py outputs/demo/<run> [more runs or .pt files] [--split test | --manifest m.jsonl]
                        [--baseline NAME] [--out results/eval]
-                       [--beam 50 [--lm PATH | --lm train] [--lm-weight 1.0 --word-score 0.0 | --tune]]
+                       [--beam 50 [--lm PATH | --lm train] [--lm-unit word|char --lm-order N]
+                                  [--lm-weight 1.0 --word-score 0.0 | --tune [--tune-metric wer|cer]]]
 
 Writes ``<out>/<name>.hyps.jsonl`` (reference, hypothesis, loss per utterance; ``beam_hypothesis`` with
 ``--beam``), ``<out>/results.json`` and ``<out>/results.md``, and prints the table: greedy and beam WER/CER side by
 side, corpus-level, from the scorer validation uses. ``--lm train`` builds a Kneser-Ney LM from each model's
-training transcripts (``<out>/lm/``); ``--tune`` picks the LM weight and word score by WER on each model's dev split
-(grid in ``<out>/<name>.tuning.json``). Beam search needs the optional extra ``lm`` (flashlight-text).
+training transcripts (``<out>/lm/``), over words or, with ``--lm-unit char``, characters (a lexicon-free search
+that can spell unseen words); ``--tune`` picks the LM weight and word score by WER (or CER) on each model's dev
+split (grid in ``<out>/<name>.tuning.json``). Beam search needs the optional extra ``lm`` (flashlight-text).
 """
 from __future__ import annotations
 
@@ -86,8 +88,9 @@ def language_model(spec: str | None, loaded: LoadedModel, args: argparse.Namespa
         return Path(spec)
     train_manifest = manifest_paths(loaded.data_cfg, progress=False)["train"]
     if train_manifest not in built:
-        path = args.out / "lm" / f"{train_manifest.parent.name}-{train_manifest.stem}-{args.lm_order}gram.arpa"
-        build_lm([train_manifest], path, args.lm_order, args.lm_min_count)
+        unit = "" if args.lm_unit == "word" else f"-{args.lm_unit}"
+        path = args.out / "lm" / f"{train_manifest.parent.name}-{train_manifest.stem}-{args.lm_order}gram{unit}.arpa"
+        build_lm([train_manifest], path, args.lm_order, args.lm_min_count, args.lm_unit)
         built[train_manifest] = path
     return built[train_manifest]
 
@@ -98,14 +101,14 @@ def evaluate_beam(
     """Beam-search results of one model on ``manifest`` (row fields, hypotheses in manifest order); with ``--tune``
     the LM weight and word score are chosen on the model's dev split first."""
     lm_path = language_model(args.lm, loaded, args, built)
-    decoder = BeamSearchDecoder(loaded.frontend.tokenizer, lm_path)
+    decoder = BeamSearchDecoder(loaded.frontend.tokenizer, lm_path, args.lm_unit)
     settings = BeamSettings(args.beam, args.lm_weight, args.word_score)
     tuned_on = None
     if args.tune:
         tuned_on = manifest_paths(loaded.data_cfg, progress=False)["dev"]
         dev_emissions, dev_references = emissions_of(loaded, tuned_on, device)
         settings, grid = tune(decoder, dev_emissions, dev_references, args.beam, args.tune_lm_weights,
-                              args.tune_word_scores, progress=True)
+                              args.tune_word_scores, progress=True, metric=args.tune_metric)
         write_text_atomic(args.out / f"{name}.tuning.json", json.dumps(grid, indent=2) + "\n")
         log.info("%s: tuned on %s: lm_weight %g, word_score %g", name, tuned_on, settings.lm_weight,
                  settings.word_score)
@@ -114,6 +117,7 @@ def evaluate_beam(
     fields = {
         "beam_size": settings.beam_size,
         "lm": None if lm_path is None else str(lm_path),
+        "lm_unit": args.lm_unit if lm_path else None,
         "lm_weight": settings.lm_weight if lm_path else None,
         "word_score": settings.word_score if lm_path else None,
         "tuned_on": None if tuned_on is None else str(tuned_on),
@@ -145,7 +149,8 @@ def decoder_description(row: dict) -> str:
     if row["lm"] is None:
         return f"beam {row['beam_size']}, no LM"
     tuned = ", tuned on dev" if row["tuned_on"] else ""
-    return f"beam {row['beam_size']}, LM weight {row['lm_weight']:g}, word score {row['word_score']:+g}{tuned}"
+    unit = " character" if row.get("lm_unit") == "char" else ""
+    return f"beam {row['beam_size']},{unit} LM weight {row['lm_weight']:g}, word score {row['word_score']:+g}{tuned}"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -199,13 +204,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     beam.add_argument("--lm", metavar="PATH|train",
                       help="word n-gram LM (ARPA) for the beam search, or 'train' to build one from each model's "
                            "training transcripts; without it the beam search has no LM")
-    beam.add_argument("--lm-order", type=int, default=3, help="n-gram order of '--lm train' (default: 3)")
+    beam.add_argument("--lm-unit", choices=["word", "char"], default="word",
+                      help="what the LM's n-grams are made of: words (a lexicon decoder that spells only the LM's "
+                           "words) or characters (lexicon-free; spaces written '|'); default: word")
+    beam.add_argument("--lm-order", type=int, default=3,
+                      help="n-gram order of '--lm train' (default: 3; 6-8 suit characters)")
     beam.add_argument("--lm-min-count", type=int, default=1,
                       help="'--lm train' drops n-grams (order >= 2) seen fewer times (default: 1, keep all)")
     beam.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM's log10 score (default: 1)")
     beam.add_argument("--word-score", type=float, default=0.0, help="score added per word (default: 0)")
     beam.add_argument("--tune", action="store_true",
-                      help="choose --lm-weight and --word-score by WER on each model's dev split (grid below)")
+                      help="choose --lm-weight and --word-score on each model's dev split (grid below)")
+    beam.add_argument("--tune-metric", choices=["wer", "cer"], default="wer",
+                      help="what --tune minimises (default: wer)")
     beam.add_argument("--tune-lm-weights", type=float, nargs="+", default=list(DEFAULT_LM_WEIGHTS), metavar="W")
     beam.add_argument("--tune-word-scores", type=float, nargs="+", default=list(DEFAULT_WORD_SCORES), metavar="S")
     args = parser.parse_args(argv)

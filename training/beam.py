@@ -1,4 +1,4 @@
-"""CTC beam search with a word n-gram language model: flashlight-text's lexicon decoder via torchaudio's ``ctc_decoder``.
+"""CTC beam search with an n-gram language model: flashlight-text's decoders via torchaudio's ``ctc_decoder``.
 
 A hypothesis ``y`` of the emissions ``x`` is scored as in Deep Speech 2 (Amodei et al., 2016):
 
@@ -8,7 +8,11 @@ A hypothesis ``y`` of the emissions ``x`` is scored as in Deep Speech 2 (Amodei 
 spelled with the model's characters, each spelling ending in the word separator (the space, "|" here); a frame
 that emits only the separator is appended to every utterance so that the last word ends like the others. Words
 outside the LM's vocabulary cannot be produced: that is the price of the lexicon, measured in docs/decoding.md.
-Without an LM the decoder is lexicon-free (a plain CTC prefix beam search over characters).
+
+With a character LM (``lm_unit="char"``, :func:`training.lm.build_lm` with ``unit="char"``) the decoder is
+lexicon-free: the LM scores every emitted character, the separator included, in place of ``log10 P_lm(y)``, and
+``word_score`` is added per separator (flashlight's silence score), so any spelling can be produced. Without an LM
+the decoder is lexicon-free as well (a plain CTC prefix beam search over characters).
 
 flashlight-text is the optional extra ``lm`` (``pip install -e '.[lm]'``); greedy decoding never needs it.
 """
@@ -25,10 +29,11 @@ from tqdm import tqdm
 
 from data.tokenizer import BLANK_ID, Tokenizer
 from training.arpa import BOS, EOS, UNK, read_arpa
+from training.lm import CHAR_SEPARATOR, UNITS
 
 log = logging.getLogger(__name__)
 
-SEPARATOR = "|"
+SEPARATOR = CHAR_SEPARATOR
 #: log-probability of the other classes in the appended separator frame (finite: flashlight adds scores)
 _IMPOSSIBLE = -1e4
 
@@ -88,19 +93,38 @@ def lexicon_words(vocabulary: Sequence[str], tokens: Sequence[str]) -> list[str]
     return words
 
 
-class BeamSearchDecoder:
-    """Beam search over per-utterance log-probabilities, with the word LM of ``lm_path`` (ARPA) or without LM."""
+def check_char_vocabulary(vocabulary: Sequence[str], tokens: Sequence[str]) -> None:
+    """Raise ValueError when a character LM holds entries that are not the model's characters (a word LM, say)."""
+    foreign = [w for w in vocabulary if w not in (BOS, EOS, UNK) and w not in tokens[BLANK_ID + 1:]]
+    if foreign:
+        raise ValueError(f"a character LM's entries must be the model's characters (space as {SEPARATOR!r}); "
+                         f"this one holds {len(foreign)} others, e.g. {foreign[:5]}: a word LM? (lm unit 'word')")
 
-    def __init__(self, tokenizer: Tokenizer, lm_path: str | Path | None = None) -> None:
+
+class BeamSearchDecoder:
+    """Beam search over per-utterance log-probabilities, with the LM of ``lm_path`` (ARPA; over words or, with
+    ``lm_unit="char"``, characters) or without LM."""
+
+    def __init__(self, tokenizer: Tokenizer, lm_path: str | Path | None = None, lm_unit: str = "word") -> None:
+        if lm_unit not in UNITS:
+            raise ValueError(f"lm_unit must be one of {UNITS}, got {lm_unit!r}")
         self._ctc_decoder, dictionary, kenlm = require_decoder()
         self.tokenizer = tokenizer
         self.tokens = decoder_tokens(tokenizer)
         self.lm_path = None if lm_path is None else Path(lm_path)
+        self.lm_unit = lm_unit
         self._decoders: dict[BeamSettings, object] = {}
         if self.lm_path is None:
             return
-        words = lexicon_words(read_arpa(self.lm_path).vocabulary, self.tokens)
         self._files = tempfile.TemporaryDirectory(prefix="lexicon-")
+        if lm_unit == "char":  # the LM's dictionary is the tokens (torchaudio's own mapping of a path maps none)
+            check_char_vocabulary(read_arpa(self.lm_path).vocabulary, self.tokens)
+            token_list = Path(self._files.name) / "tokens.txt"
+            token_list.write_text("".join(f"{t}\n" for t in self.tokens), encoding="utf-8")
+            self._lm = kenlm(str(self.lm_path), dictionary(str(token_list)))
+            log.info("beam search LM %s: characters, lexicon-free", self.lm_path)
+            return
+        words = lexicon_words(read_arpa(self.lm_path).vocabulary, self.tokens)
         self.lexicon = Path(self._files.name) / "lexicon.txt"
         self.lexicon.write_text("".join(f"{w} {' '.join(w)} {SEPARATOR}\n" for w in words), encoding="utf-8")
         self.word_list = Path(self._files.name) / "words.txt"
@@ -114,6 +138,9 @@ class BeamSearchDecoder:
                       "blank_token": self.tokens[BLANK_ID], "sil_token": SEPARATOR}
             if self.lm_path is None:
                 decoder = self._ctc_decoder(lexicon=None, lm=None, **common)
+            elif self.lm_unit == "char":  # the word score goes to every separator
+                decoder = self._ctc_decoder(lexicon=None, lm=self._lm, lm_weight=settings.lm_weight,
+                                            sil_score=settings.word_score, **common)
             else:
                 decoder = self._ctc_decoder(lexicon=str(self.lexicon), lm=self._lm, lm_dict=str(self.word_list),
                                             lm_weight=settings.lm_weight, word_score=settings.word_score, **common)
@@ -130,12 +157,13 @@ class BeamSearchDecoder:
             if log_probs.ndim != 2 or log_probs.shape[1] != len(self.tokens):
                 raise ValueError(f"emissions must be (frames, {len(self.tokens)}); got {tuple(log_probs.shape)}")
             log_probs = log_probs.detach().float().cpu()
-            if self.lm_path is not None:
+            lexicon = self.lm_path is not None and self.lm_unit == "word"
+            if lexicon:
                 log_probs = torch.cat([log_probs, separator])
             hypotheses = decoder(log_probs.contiguous()[None])[0]  # best first; none when no path survives
             if not hypotheses:
                 texts.append("")
-            elif self.lm_path is not None:
+            elif lexicon:
                 texts.append(" ".join(hypotheses[0].words))
             else:
                 texts.append(" ".join(self.tokenizer.decode(hypotheses[0].tokens.tolist()).split()))

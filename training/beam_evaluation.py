@@ -61,12 +61,14 @@ def beam_evaluate(
 def tune(
     decoder: BeamSearchDecoder, emissions: Sequence[torch.Tensor], references: Sequence[str], beam_size: int,
     lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS, word_scores: Sequence[float] = DEFAULT_WORD_SCORES,
-    progress: bool = False,
+    progress: bool = False, metric: str = "wer",
 ) -> tuple[BeamSettings, list[dict]]:
-    """Grid search of (lm_weight, word_score) on held-out utterances: the setting of lowest WER (then CER), and
-    one record per grid point with its WER and CER."""
+    """Grid search of (lm_weight, word_score) on held-out utterances: the setting of lowest ``metric`` ("wer" or
+    "cer"; ties broken by the other), and one record per grid point with its WER and CER."""
     if not lm_weights or not word_scores:
         raise ValueError("tuning needs at least one LM weight and one word score")
+    if metric not in ("wer", "cer"):
+        raise ValueError(f"tuning metric must be 'wer' or 'cer', got {metric!r}")
     grid = list(itertools.product(lm_weights, word_scores))
     records = []
     bar = tqdm(grid, desc="tuning LM weight x word score", disable=not progress, leave=False)
@@ -76,5 +78,6 @@ def tune(
                         "cer": result.scores.cer})
         log.info("tuning: lm_weight %.2f word_score %+.2f -> WER %.2f%% CER %.2f%%",
                  lm_weight, word_score, 100 * result.scores.wer, 100 * result.scores.cer)
-    best = min(records, key=lambda r: (r["wer"], r["cer"]))
+    other = "cer" if metric == "wer" else "wer"
+    best = min(records, key=lambda r: (r[metric], r[other]))
     return BeamSettings(beam_size, best["lm_weight"], best["word_score"]), records

@@ -1,4 +1,6 @@
-"""Word n-gram language models estimated from transcripts: interpolated modified Kneser-Ney (Chen & Goodman, 1998).
+"""N-gram language models estimated from transcripts: interpolated modified Kneser-Ney (Chen & Goodman, 1998), over
+words, or over characters (``unit="char"``: a sentence is its characters, the space written ``|`` as the decoder's
+word separator, for a lexicon-free beam search that can spell words no transcript holds).
 
 For an n-gram ``h w`` with (adjusted) count ``a(h w)`` after the context ``h``:
 
@@ -26,6 +28,10 @@ from data.manifest import read_manifest
 from training.arpa import BOS, EOS, NEVER, UNK, Ngram, NgramModel, write_arpa
 
 log = logging.getLogger(__name__)
+
+UNITS = ("word", "char")
+#: the space in a character LM: ARPA files separate their tokens with spaces (the decoder's separator token)
+CHAR_SEPARATOR = "|"
 
 #: used when the counts of counts cannot give discounts in (0, k) (tiny corpora); KenLM's --discount_fallback
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
@@ -130,14 +136,17 @@ def kneser_ney(sentences: Iterable[Sequence[str]], order: int = 3, min_count: in
     return NgramModel(log10_probs, [{h: math.log10(b) for h, b in sorted(bs.items())} for bs in backoffs])
 
 
-def manifest_sentences(manifests: Sequence[str | Path]) -> list[list[str]]:
-    """The words of every non-empty transcript of the manifests (empty ones are counted and logged)."""
+def manifest_sentences(manifests: Sequence[str | Path], unit: str = "word") -> list[list[str]]:
+    """The words (or characters, spaces as ``|``) of every non-empty transcript of the manifests (empty ones are
+    counted and logged)."""
+    if unit not in UNITS:
+        raise ValueError(f"LM unit must be one of {UNITS}, got {unit!r}")
     sentences, empty = [], 0
     for manifest in manifests:
         for utterance in read_manifest(manifest):
             words = utterance.text.split()
             if words:
-                sentences.append(words)
+                sentences.append(words if unit == "word" else list(CHAR_SEPARATOR.join(words)))
             else:
                 empty += 1
     if empty:
@@ -145,11 +154,12 @@ def manifest_sentences(manifests: Sequence[str | Path]) -> list[list[str]]:
     return sentences
 
 
-def build_lm(manifests: Sequence[str | Path], out: str | Path, order: int = 3, min_count: int = 1) -> NgramModel:
-    """Estimate a Kneser-Ney model on the transcripts of ``manifests`` and write it to ``out`` (ARPA)."""
-    sentences = manifest_sentences(manifests)
+def build_lm(manifests: Sequence[str | Path], out: str | Path, order: int = 3, min_count: int = 1,
+             unit: str = "word") -> NgramModel:
+    """Estimate a Kneser-Ney model over ``unit`` on the transcripts of ``manifests`` and write it to ``out`` (ARPA)."""
+    sentences = manifest_sentences(manifests, unit)
     model = kneser_ney(sentences, order, min_count)
     write_arpa(model, out)
-    log.info("%d-gram LM from %d transcripts: %s n-grams -> %s", order, len(sentences),
+    log.info("%s %d-gram LM from %d transcripts: %s n-grams -> %s", unit, order, len(sentences),
              "/".join(str(len(p)) for p in model.log10_probs), out)
     return model

@@ -107,3 +107,31 @@ def test_missing_flashlight_text_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "flashlight.lib.text.decoder.kenlm", None)  # import now raises ImportError
     with pytest.raises(DecoderUnavailable, match=r"optional extra 'lm'.*Greedy decoding works without it"):
         BeamSearchDecoder(TOKENIZER)
+
+
+@requires_lm
+def test_a_character_lm_spells_a_word_the_acoustics_get_wrong(tmp_path):
+    from training.lm import manifest_sentences
+    from data.manifest import Utterance, write_manifest
+
+    manifest = tmp_path / "train.jsonl"
+    write_manifest(manifest, [Utterance(str(tmp_path / "x.wav"), 1.0, " ".join(words)) for words in CORPUS])
+    sentences = manifest_sentences([manifest], unit="char")
+    assert sentences[-1] == list("the|hat")
+    path = tmp_path / "char.arpa"
+    write_arpa(kneser_ney(sentences, order=5), path)
+    # "mat" heard as "hat" or "nat": the word LM would need both words in its lexicon; characters need none
+    text = "the cat sat on the mat"
+    log_probs = emissions(text, {text.index("mat"): {"n": 0.6, "m": 0.4}})
+    decoder = BeamSearchDecoder(TOKENIZER, path, lm_unit="char")
+    assert decoder.decode([log_probs], BeamSettings(beam_size=20, lm_weight=0.0)) == ["the cat sat on the nat"]
+    assert decoder.decode([log_probs], BeamSettings(beam_size=20, lm_weight=1.0)) == [text]
+    # a word it never saw is still spelled as heard
+    unseen = "the dog"
+    assert decoder.decode([emissions(unseen)], BeamSettings(beam_size=20, lm_weight=0.5)) == [unseen]
+
+
+@requires_lm
+def test_a_word_lm_given_as_a_character_lm_is_refused(lm_path):
+    with pytest.raises(ValueError, match="word LM"):
+        BeamSearchDecoder(TOKENIZER, lm_path, lm_unit="char")
