@@ -1,11 +1,13 @@
-"""Build a word n-gram language model (ARPA) from the transcripts of one or more manifests.
+"""Build a word (or character) n-gram language model (ARPA) from the transcripts of one or more manifests.
 
     python scripts/build_lm.py corpora/synth_small/train.jsonl --out lm/synth_small-3gram.arpa [--order 3]
                                [--min-count 2] [--eval corpora/synth_small/dev.jsonl]
+    python scripts/build_lm.py corpora/synth_small/train.jsonl --unit char --order 6 --out lm/synth_small-6gram-char.arpa
 
 Interpolated modified Kneser-Ney (training/lm.py), written atomically; ``--min-count`` drops n-grams of order 2 and
 above seen fewer times. ``--eval`` reports perplexity and the out-of-vocabulary rate on held-out transcripts.
-Use the file with ``python evaluate.py <run> --beam 50 --lm <file>``.
+Use the file with ``python evaluate.py <run> --beam 50 --lm <file>`` (and ``--lm-unit char`` for a character LM, whose
+perplexity is per character, the space included).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from training.lm import build_lm, manifest_sentences
 
 
 def perplexity(model: NgramModel, sentences: list[list[str]]) -> tuple[float, float]:
-    """(perplexity over words and </s>, out-of-vocabulary rate over words) of held-out sentences."""
+    """(perplexity over tokens and </s>, out-of-vocabulary rate over tokens) of held-out sentences."""
     vocabulary = set(model.vocabulary)
     log10_total = sum(model.sentence_log10_prob(words) for words in sentences)
     num_words = sum(len(words) for words in sentences)
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> NgramModel:
     parser.add_argument("manifests", nargs="+", type=Path, help="JSONL manifests whose transcripts train the LM")
     parser.add_argument("--out", type=Path, required=True, help="ARPA file to write")
     parser.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
+    parser.add_argument("--unit", choices=["word", "char"], default="word", help="n-grams of words or characters")
     parser.add_argument("--min-count", type=int, default=1,
                         help="drop n-grams of order >= 2 seen fewer times (default: 1, keep all)")
     parser.add_argument("--eval", nargs="+", type=Path, metavar="MANIFEST",
@@ -45,11 +48,11 @@ def main(argv: list[str] | None = None) -> NgramModel:
         parser.error("--order and --min-count must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    model = build_lm(args.manifests, args.out, args.order, args.min_count)
+    model = build_lm(args.manifests, args.out, args.order, args.min_count, args.unit)
     print(f"wrote {args.out}: {args.order}-gram, n-grams per order "
           f"{[len(p) for p in model.log10_probs]}, {time.perf_counter() - start:.1f} s")
     if args.eval:
-        ppl, oov = perplexity(model, manifest_sentences(args.eval))
+        ppl, oov = perplexity(model, manifest_sentences(args.eval, args.unit))
         print(f"held-out ({', '.join(map(str, args.eval))}): perplexity {ppl:.1f} "
               f"(log10 {math.log10(ppl):.3f}), OOV rate {100 * oov:.1f}%")
     return model

@@ -6,7 +6,7 @@ import pytest
 
 from data.manifest import Utterance, write_manifest
 from scripts.build_lm import main as build_lm_main
-from training.arpa import BOS, UNK, ArpaError, read_arpa, write_arpa
+from training.arpa import BOS, EOS, UNK, ArpaError, read_arpa, write_arpa
 from training.lm import count_ngrams, discounts, kneser_ney, prune
 
 
@@ -123,3 +123,7 @@ def test_build_lm_script_writes_an_arpa_and_reports_perplexity(tmp_path, capsys)
                            "--eval", str(tmp_path / "dev.jsonl")])
     assert read_arpa(tmp_path / "lm" / "3.arpa").vocabulary == model.vocabulary
     assert "OOV rate 33.3%" in capsys.readouterr().out
+    char_model = build_lm_main([str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "lm" / "c.arpa"), "--order", "4",
+                                "--unit", "char", "--eval", str(tmp_path / "dev.jsonl")])
+    assert set(char_model.vocabulary) - {BOS, EOS, UNK} == set("".join(texts).replace(" ", "|"))
+    assert "OOV rate 50.0%" in capsys.readouterr().out  # "w1|w2|unseen": the 6 letters of "unseen" never occur
