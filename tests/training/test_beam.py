@@ -135,3 +135,18 @@ def test_a_character_lm_spells_a_word_the_acoustics_get_wrong(tmp_path):
 def test_a_word_lm_given_as_a_character_lm_is_refused(lm_path):
     with pytest.raises(ValueError, match="word LM"):
         BeamSearchDecoder(TOKENIZER, lm_path, lm_unit="char")
+
+
+def test_tuning_minimises_the_metric_asked_for(monkeypatch):
+    from types import SimpleNamespace
+
+    from training import beam_evaluation
+
+    scores = {0.0: (0.50, 0.30), 1.0: (0.40, 0.35)}  # lm_weight -> (WER, CER): the two metrics disagree
+    monkeypatch.setattr(beam_evaluation, "beam_evaluate", lambda decoder, emissions, references, settings: SimpleNamespace(
+        scores=SimpleNamespace(wer=scores[settings.lm_weight][0], cer=scores[settings.lm_weight][1])))
+    by_wer, _ = tune(None, [], [], beam_size=5, lm_weights=[0.0, 1.0], word_scores=[0.0])
+    by_cer, grid = tune(None, [], [], beam_size=5, lm_weights=[0.0, 1.0], word_scores=[0.0], metric="cer")
+    assert (by_wer.lm_weight, by_cer.lm_weight, len(grid)) == (1.0, 0.0, 2)
+    with pytest.raises(ValueError, match="'wer' or 'cer'"):
+        tune(None, [], [], beam_size=5, metric="loss")
