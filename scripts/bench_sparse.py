@@ -51,7 +51,7 @@ from deploy import kernels
 from deploy.export import export_model
 from deploy.format import is_sparse_name, save_bundle
 from deploy.native import native_kernels
-from deploy.planner import Planner, time_call
+from deploy.planner import Planner, time_calls
 from deploy.runtime import build_runtime_model, load_deployed
 from deploy.sparse import SparseMatrix
 from models.config import build_model
@@ -82,11 +82,7 @@ Clock = Callable[[], float]
 
 def interleaved(methods: dict[str, Callable[[], object]], rounds: int, clock: Clock) -> dict[str, float]:
     """Best seconds per call of each method, the methods alternating within every round."""
-    best = {name: float("inf") for name in methods}
-    for _ in range(rounds):
-        for name, run in methods.items():
-            best[name] = min(best[name], time_call(run, CPU, min_seconds=0.005, repeats=1, clock=clock))
-    return best
+    return time_calls(methods, CPU, min_seconds=0.005, repeats=rounds, clock=clock)
 
 
 def csr_bytes(rows: int, cols: int, nnz: int) -> int:

@@ -9,7 +9,7 @@ import torch
 
 from deploy.export import export_model, max_weight_error, size_summary
 from deploy.format import FORMAT_VERSION, is_sparse_name, load_bundle, save_bundle
-from deploy.planner import Planner, column_bucket
+from deploy.planner import Planner, column_bucket, pick, time_calls
 from deploy.runtime import load_deployed
 from training.inference import load_model
 
@@ -161,3 +161,20 @@ def test_planner_picks_the_faster_candidate_once_per_bucket():
     assert [column_bucket(n) for n in (1, 2, 3, 4, 5, 1000)] == [1, 2, 4, 4, 8, 1024]
     with pytest.raises(ValueError, match="policy"):
         Planner("fastest")
+
+
+def test_planner_keeps_dense_unless_sparse_wins_by_the_margin():
+    assert pick({"dense": 1.0, "sparse": 0.95}, margin=1.1) == "dense"  # a near-tie stays dense
+    assert pick({"dense": 1.0, "sparse": 0.95, "sparse-1-thread": 0.9}, margin=1.1) == "sparse-1-thread"
+    assert pick({"dense": 1.0, "sparse": 0.95}, margin=1.0) == "sparse"
+    assert pick({"sparse": 2.0, "sparse-1-thread": 1.0}, margin=1.1) == "sparse-1-thread"  # dense not measured
+    with pytest.raises(ValueError, match="margin"):
+        Planner("auto", margin=0.9)
+
+
+def test_time_calls_interleaves_the_candidates():
+    order = []
+    timings = time_calls({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, torch.device("cpu"),
+                         min_seconds=0.0, repeats=2)
+    assert order == ["a", "b", "a", "b", "a", "b"]  # warm-up, then one call each per round
+    assert set(timings) == {"a", "b"} and all(t >= 0 for t in timings.values())
