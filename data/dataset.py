@@ -17,6 +17,7 @@ from data.features import (
     FeatureNormalizer,
     check_augment,
     random_lowpass,
+    random_vtlp,
     spec_augment,
 )
 from data.manifest import Utterance
@@ -72,7 +73,9 @@ class SpeechDataset(torch.utils.data.Dataset):
         if self.augment is not None and self.augment.speed_perturb:
             waveform = self._perturb_speed(waveform, generator)
         features = self.extractor.log_spectrogram(waveform)
-        if self.augment is not None:  # a microphone filters before any normalisation
+        if self.augment is not None:  # a vocal tract, then a microphone, before any normalisation
+            features = random_vtlp(features, self.extractor.bin_hz, self.augment, generator,
+                                   nyquist_hz=self.sample_rate / 2)
             features = random_lowpass(features, self.extractor.bin_hz, self.augment, generator)
         features = self.extractor.remove_channel(features)
         if self.normalizer is not None:

@@ -1,4 +1,5 @@
-"""Deep Speech 2 input features: log spectrograms, global normalisation, SpecAugment and random low-pass.
+"""Deep Speech 2 input features: log spectrograms, global normalisation, SpecAugment, random vocal tract length
+perturbation and random low-pass.
 
 Default: log linear (power) spectrogram with 161 bins from 20 ms Hann windows and a 10 ms hop at 16 kHz,
 as in Deep Speech 2. Log-mel filterbanks are an option. Mean and variance per bin are computed on the
@@ -113,6 +114,9 @@ class AugmentConfig:
     lowpass_prob: chance that an utterance is heard through a random low-pass filter (a muffled microphone), see
         :func:`random_lowpass`; 0 = off. lowpass_cutoff_hz: [low, high] range of the cutoff, drawn log-uniformly.
         lowpass_db_per_octave: [low, high] range of the roll-off above it. lowpass_max_db: the deepest attenuation.
+    vtlp_prob: chance that an utterance's frequency axis is warped by a random factor, as by a longer or shorter
+        vocal tract (:func:`random_vtlp`); 0 = off. vtlp_alpha: [low, high] range of the factor, drawn uniformly.
+        vtlp_boundary_hz: where the warp turns from proportional to the segment that keeps the Nyquist frequency.
     """
 
     speed_perturb: list[float] = field(default_factory=list)
@@ -124,17 +128,23 @@ class AugmentConfig:
     lowpass_cutoff_hz: list[float] = field(default_factory=lambda: [500.0, 4000.0])
     lowpass_db_per_octave: list[float] = field(default_factory=lambda: [6.0, 24.0])
     lowpass_max_db: float = 40.0
+    vtlp_prob: float = 0.0
+    vtlp_alpha: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    vtlp_boundary_hz: float = 4800.0
 
 
 def check_augment(cfg: AugmentConfig) -> None:
     """Raise ValueError naming the field when an augmentation setting is out of range."""
-    for name in ("lowpass_cutoff_hz", "lowpass_db_per_octave"):
+    for name in ("lowpass_cutoff_hz", "lowpass_db_per_octave", "vtlp_alpha"):
         values = list(getattr(cfg, name))
         if len(values) != 2 or not 0 < values[0] <= values[1]:
             raise ValueError(f"augment.{name} must be [low, high] with 0 < low <= high, got {values}")
     if not 0 <= cfg.lowpass_prob <= 1 or cfg.lowpass_max_db < 0:
         raise ValueError(f"augment.lowpass_prob must be in [0, 1] and lowpass_max_db >= 0, got "
                          f"{cfg.lowpass_prob} and {cfg.lowpass_max_db}")
+    if not 0 <= cfg.vtlp_prob <= 1 or cfg.vtlp_boundary_hz <= 0:
+        raise ValueError(f"augment.vtlp_prob must be in [0, 1] and vtlp_boundary_hz > 0, got "
+                         f"{cfg.vtlp_prob} and {cfg.vtlp_boundary_hz}")
     if any(factor <= 0 for factor in cfg.speed_perturb):
         raise ValueError(f"augment.speed_perturb factors must be > 0, got {list(cfg.speed_perturb)}")
 
@@ -158,6 +168,44 @@ def random_lowpass(log_power: torch.Tensor, bin_hz: torch.Tensor, cfg: AugmentCo
     octaves = torch.log2(bin_hz.clamp_min(1.0) / cutoff_hz).clamp_min(0.0)
     attenuation_db = (slope * octaves).clamp_max(cfg.lowpass_max_db)
     return (log_power - attenuation_db[:, None] * (math.log(10) / 10)).clamp_min(math.log(_LOG_FLOOR))
+
+
+def vtlp_warp(hz: torch.Tensor, alpha: float, boundary_hz: float, nyquist_hz: float) -> torch.Tensor:
+    """The piecewise-linear frequency warp of VTLP (Jaitly & Hinton 2013): f -> alpha * f up to
+    f_b = boundary_hz * min(alpha, 1) / alpha, then the straight line from (f_b, alpha * f_b) to the Nyquist
+    frequency, which stays where it is. ``hz``: any shape; the result has the same shape and is increasing in f."""
+    knee = boundary_hz * min(alpha, 1.0) / alpha
+    upper = nyquist_hz - (nyquist_hz - alpha * knee) / (nyquist_hz - knee) * (nyquist_hz - hz)
+    return torch.where(hz <= knee, alpha * hz, upper)
+
+
+def interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation along the first axis (numpy.interp per column): ``xp`` (n,) increasing,
+    ``fp`` (n, m), ``x`` (k,) -> (k, m); ``x`` outside [xp[0], xp[-1]] takes the end values."""
+    x = x.clamp(float(xp[0]), float(xp[-1]))
+    right = torch.searchsorted(xp, x).clamp(1, len(xp) - 1)
+    left = right - 1
+    weight = ((x - xp[left]) / (xp[right] - xp[left]).clamp_min(1e-12))[:, None].to(fp.dtype)
+    return fp[left] * (1 - weight) + fp[right] * weight
+
+
+def random_vtlp(log_power: torch.Tensor, bin_hz: torch.Tensor, cfg: AugmentConfig,
+                generator: torch.Generator, nyquist_hz: float = 8000.0) -> torch.Tensor:
+    """With probability ``cfg.vtlp_prob``, vocal tract length perturbation of a (num_features, num_frames) log
+    power spectrogram: a factor alpha is drawn from ``cfg.vtlp_alpha`` and the energy at frequency f moves to
+    :func:`vtlp_warp` (f) (alpha > 1: formants move up, as for a shorter vocal tract), read off by linear
+    interpolation between bins. ``bin_hz``: (num_features,) increasing bin frequencies. Otherwise, or with
+    ``vtlp_prob`` 0 (no draws), returned as it is.
+
+    Speed perturbation also moves the formants, but always together with tempo and pitch; a few training speakers
+    cover few vocal tracts, and VTLP varies them alone.
+    """
+    if cfg.vtlp_prob <= 0 or float(torch.rand((), generator=generator)) >= cfg.vtlp_prob:
+        return log_power
+    low, high = cfg.vtlp_alpha
+    alpha = low + float(torch.rand((), generator=generator, dtype=torch.float64)) * (high - low)
+    warped_hz = vtlp_warp(bin_hz.double(), alpha, cfg.vtlp_boundary_hz, nyquist_hz)
+    return interpolate(bin_hz.double(), warped_hz, log_power)
 
 
 def spec_augment(features: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

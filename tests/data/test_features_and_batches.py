@@ -11,7 +11,9 @@ from data.features import (
     FeatureNormalizer,
     check_augment,
     random_lowpass,
+    random_vtlp,
     spec_augment,
+    vtlp_warp,
 )
 from data.sampler import DurationBatchSampler
 
@@ -108,8 +110,40 @@ def test_utterance_mean_removes_a_fixed_channel():
     assert torch.allclose(extractor.remove_channel(muffled), features, atol=1e-4)  # a filter: removed as well
 
 
+def test_vtlp_warp_is_proportional_below_the_knee_and_keeps_nyquist():
+    hz = torch.linspace(0, 8000, 161, dtype=torch.float64)
+    for alpha in (0.9, 1.0, 1.1):
+        warped = vtlp_warp(hz, alpha, boundary_hz=4800.0, nyquist_hz=8000.0)
+        knee = 4800.0 * min(alpha, 1.0) / alpha
+        below = hz <= knee
+        assert torch.allclose(warped[below], alpha * hz[below])
+        assert float(warped[-1]) == pytest.approx(8000.0) and bool((warped[1:] > warped[:-1]).all())
+    assert torch.allclose(vtlp_warp(hz, 1.0, 4800.0, 8000.0), hz)
+
+
+def test_random_vtlp_moves_a_formant_by_alpha():
+    bin_hz = FeatureExtractor(FeatureConfig()).bin_hz  # 50 Hz per bin
+    log_power = torch.zeros(161, 3)
+    log_power[20] = 10.0  # a peak at 1000 Hz in every frame
+    cfg = AugmentConfig(vtlp_prob=1.0, vtlp_alpha=[1.1, 1.1])
+    out = random_vtlp(log_power, bin_hz, cfg, torch.Generator().manual_seed(0))
+    assert int(out[:, 0].argmax()) == 22  # 1100 Hz
+    assert out.shape == log_power.shape and torch.equal(out, out[:, :1].expand(-1, 3))
+    lower = random_vtlp(log_power, bin_hz, AugmentConfig(vtlp_prob=1.0, vtlp_alpha=[0.9, 0.9]), torch.Generator())
+    assert int(lower[:, 0].argmax()) == 18  # 900 Hz
+    unchanged = random_vtlp(log_power, bin_hz, AugmentConfig(vtlp_prob=1.0, vtlp_alpha=[1.0, 1.0]), torch.Generator())
+    assert torch.allclose(unchanged, log_power)
+    generator = torch.Generator().manual_seed(5)
+    assert random_vtlp(log_power, bin_hz, AugmentConfig(), generator) is log_power  # off: no draw
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(5).get_state())
+    cfg = AugmentConfig(vtlp_prob=1.0)
+    assert torch.equal(random_vtlp(log_power, bin_hz, cfg, torch.Generator().manual_seed(2)),
+                       random_vtlp(log_power, bin_hz, cfg, torch.Generator().manual_seed(2)))
+
+
 @pytest.mark.parametrize("field, value", [("lowpass_cutoff_hz", [4000.0, 500.0]), ("lowpass_db_per_octave", [6.0]),
-                                          ("lowpass_prob", 1.5), ("speed_perturb", [0.0, 1.0])])
+                                          ("lowpass_prob", 1.5), ("speed_perturb", [0.0, 1.0]),
+                                          ("vtlp_alpha", [1.1, 0.9]), ("vtlp_prob", -0.1)])
 def test_bad_augment_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         check_augment(AugmentConfig(**{field: value}))
