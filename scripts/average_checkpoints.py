@@ -1,0 +1,57 @@
+"""Average the model weights of several checkpoints of one run (training/averaging.py) into a new checkpoint.
+
+    python scripts/average_checkpoints.py outputs/fsdd/<run> --last 3 --out outputs/fsdd/<run>/checkpoints/avg.pt
+    python scripts/average_checkpoints.py a.pt b.pt c.pt --out avg.pt
+
+A run folder contributes its newest ``--last`` checkpoints by step (``step<N>.pt`` and ``last.pt``; keep more of
+them with ``trainer.keep_checkpoints``). The result evaluates like any checkpoint: ``python evaluate.py avg.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from training.averaging import average_checkpoints  # noqa: E402
+from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+
+
+def newest_checkpoints(run: Path, count: int) -> list[dict]:
+    """The ``count`` checkpoints of a run folder with the highest steps (duplicates, such as last.pt linked to the
+    newest step file, counted once)."""
+    folder = run / "checkpoints" if (run / "checkpoints").is_dir() else run
+    by_step = {}
+    for path in sorted(folder.glob("step*.pt")) + [folder / "last.pt"]:
+        if path.is_file():
+            checkpoint = load_checkpoint(path)
+            by_step.setdefault(checkpoint["step"], checkpoint)
+    if len(by_step) < count:
+        raise SystemExit(f"{run}: {len(by_step)} checkpoints with distinct steps, --last asks for {count}")
+    return [by_step[step] for step in sorted(by_step)[-count:]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", type=Path, help="checkpoint files, or one run folder with --last")
+    parser.add_argument("--last", type=int, help="average the newest N checkpoints of the run folder given")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the averaged checkpoint")
+    args = parser.parse_args(argv)
+    if args.last is not None:
+        if len(args.inputs) != 1 or not args.inputs[0].is_dir():
+            parser.error("--last takes exactly one run folder")
+        checkpoints = newest_checkpoints(args.inputs[0], args.last)
+    else:
+        checkpoints = [load_checkpoint(path) for path in args.inputs]
+    averaged = average_checkpoints(checkpoints)
+    save_checkpoint(args.out, {k: v for k, v in averaged.items() if k != "format_version"})
+    steps = ", ".join(str(c["step"]) for c in checkpoints)
+    print(f"{args.out}: mean of {len(checkpoints)} checkpoints (steps {steps}); "
+          f"{sum(t.numel() for t in averaged['model'].values() if torch.is_tensor(t)):,} values")
+
+
+if __name__ == "__main__":
+    main()
