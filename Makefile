@@ -19,9 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: install  ## build synth_small, train a small DS2, evaluate on held-out voices and sentences (greedy and char-LM beam)
+demo: install  ## build synth_small, train a small DS2, average its last 5 checkpoints, evaluate on held-out voices and sentences (greedy and char-LM beam)
 	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_RUN)
-	$(PY) evaluate.py $(DEMO_RUN) --split test --out $(DEMO_RUN)/eval \
+	$(PY) scripts/average_checkpoints.py $(DEMO_RUN) --last 5 --out $(DEMO_RUN)/checkpoints/average.pt
+	$(PY) evaluate.py $(DEMO_RUN)/checkpoints/average.pt --split test --out $(DEMO_RUN)/eval \
 		--beam 50 --lm train --lm-unit char --lm-order 6 --lm-weight 1.0 --word-score 0
 
 test: install  ## the test suite (CPU, no network)
