@@ -74,6 +74,9 @@ class Trainer:
         self.cfg, self.world = cfg, world
         trainer = cfg.trainer
         resume = load_checkpoint(trainer.resume) if trainer.resume else None
+        if resume and "averaged_from" in resume:
+            raise ValueError(f"trainer.resume={trainer.resume}: {resume['path']} is an average of checkpoints "
+                             "(scripts/average_checkpoints.py), for evaluation only; resume from the run folder")
         out_dir = Path(resume["path"]).resolve().parents[1] if resume else Path(trainer.output_dir)
         self.out_dir = Path(broadcast_from_main(str(out_dir), world))  # Hydra's timestamp may differ per process
         if world.is_main:

@@ -111,3 +111,19 @@ def test_evaluate_finds_the_test_split_of_a_synthetic_corpus_from_the_checkpoint
                          f"trainer.output_dir={out}", "trainer.progress=false", "trainer.max_steps=1"]))
     [row] = evaluate.main([str(out), "--split", "test", "--out", str(tmp_path / "eval")])
     assert row["manifest"] == str(tiny_corpus["test"]) and row["num_utterances"] == 8
+
+
+def test_averaged_checkpoint_evaluates_and_refuses_to_resume(overfit_run, overfit_data, tmp_path):
+    from training.averaging import average_checkpoints
+    from training.checkpoint import save_checkpoint
+    from training.inference import load_model
+
+    out, _ = overfit_run
+    first, last = (load_checkpoint(out / "checkpoints" / name) for name in ("best.pt", "last.pt"))
+    path = tmp_path / "average.pt"
+    save_checkpoint(path, {k: v for k, v in average_checkpoints([first, last]).items() if k != "format_version"})
+    loaded = load_model(path)
+    weight = next(name for name, t in first["model"].items() if t.is_floating_point() and t.dim() == 2)
+    assert torch.allclose(loaded.model.state_dict()[weight], (first["model"][weight] + last["model"][weight]) / 2)
+    with pytest.raises(ValueError, match="average of checkpoints"):
+        main(compose_config([*overfit_data, f"trainer.resume={path}"]))
