@@ -152,6 +152,29 @@ def plan_corpus(cfg: SynthConfig) -> dict[str, list[UtteranceSpec]]:
     return {split: _plan_split(split, sentences[split], voices[split], cfg) for split in SPLITS}
 
 
+def lm_text(cfg: SynthConfig, num_sentences: int) -> list[str]:
+    """``num_sentences`` transcripts for a language model, drawn from the corpus's text source after its dev, test
+    and train sentences (same seeded stream), so none of them is a transcript of any split."""
+    counts = {"dev": cfg.num_dev, "test": cfg.num_test, "train": cfg.num_train, "lm": num_sentences}
+    return [sentence.text for sentence in generate_sentences(counts, cfg.seed, cfg.min_words, cfg.max_words)["lm"]]
+
+
+def write_lm_text(cfg: SynthConfig, num_sentences: int, path: str | Path) -> Path:
+    """Write :func:`lm_text` to ``path`` (one sentence per line, atomically) unless the file there was made from
+    the same config and count (its sidecar ``<path>.json`` holds both)."""
+    cfg, path = as_synth_config(cfg), Path(path)
+    record = {"corpus_hash": config_hash(cfg), "num_sentences": num_sentences}
+    stamp = path.with_name(path.name + ".json")
+    if path.is_file() and stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == record:
+        log.info("LM text %s is up to date", path)
+        return path
+    stamp.unlink(missing_ok=True)
+    write_text_atomic(path, "".join(f"{text}\n" for text in lm_text(cfg, num_sentences)))
+    write_text_atomic(stamp, json.dumps(record) + "\n")
+    log.info("LM text %s: %d sentences disjoint from the corpus's transcripts", path, num_sentences)
+    return path
+
+
 def _plan_split(split: str, sentences: list[Sentence], voices: list[str], cfg: SynthConfig) -> list[UtteranceSpec]:
     rng = random.Random(f"{cfg.seed}:{split}:utterances")
     voices = sorted(voices)

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.arpa import NgramModel
-from training.lm import build_lm, manifest_sentences
+from training.lm import build_lm, source_sentences
 
 
 def perplexity(model: NgramModel, sentences: list[list[str]]) -> tuple[float, float]:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> NgramModel:
     print(f"wrote {args.out}: {args.order}-gram, n-grams per order "
           f"{[len(p) for p in model.log10_probs]}, {time.perf_counter() - start:.1f} s")
     if args.eval:
-        ppl, oov = perplexity(model, manifest_sentences(args.eval, args.unit))
+        ppl, oov = perplexity(model, source_sentences(args.eval, args.unit))
         print(f"held-out ({', '.join(map(str, args.eval))}): perplexity {ppl:.1f} "
               f"(log10 {math.log10(ppl):.3f}), OOV rate {100 * oov:.1f}%")
     return model

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from data.manifest import read_manifest
+from data.text import normalize_transcript
 from training.arpa import BOS, EOS, NEVER, UNK, Ngram, NgramModel, write_arpa
 
 log = logging.getLogger(__name__)
@@ -136,28 +137,40 @@ def kneser_ney(sentences: Iterable[Sequence[str]], order: int = 3, min_count: in
     return NgramModel(log10_probs, [{h: math.log10(b) for h, b in sorted(bs.items())} for bs in backoffs])
 
 
-def manifest_sentences(manifests: Sequence[str | Path], unit: str = "word") -> list[list[str]]:
-    """The words (or characters, spaces as ``|``) of every non-empty transcript of the manifests (empty ones are
-    counted and logged)."""
+def source_sentences(sources: Sequence[str | Path], unit: str = "word") -> list[list[str]]:
+    """The words (or characters, spaces as ``|``) of every non-empty transcript of the sources: JSONL manifests,
+    or plain-text files (any other suffix) of one sentence per line, normalised to the alphabet like transcripts.
+    Empty transcripts and lines are counted and logged."""
     if unit not in UNITS:
         raise ValueError(f"LM unit must be one of {UNITS}, got {unit!r}")
     sentences, empty = [], 0
-    for manifest in manifests:
-        for utterance in read_manifest(manifest):
-            words = utterance.text.split()
+    for source in sources:
+        for text in _source_texts(Path(source)):
+            words = text.split()
             if words:
                 sentences.append(words if unit == "word" else list(CHAR_SEPARATOR.join(words)))
             else:
                 empty += 1
     if empty:
-        log.warning("skipped %d empty transcripts in %s", empty, ", ".join(map(str, manifests)))
+        log.warning("skipped %d empty transcripts in %s", empty, ", ".join(map(str, sources)))
     return sentences
 
 
-def build_lm(manifests: Sequence[str | Path], out: str | Path, order: int = 3, min_count: int = 1,
+def _source_texts(path: Path) -> Iterable[str]:
+    """Transcripts of a manifest (``.jsonl``) or the normalised lines of a text file."""
+    if path.suffix == ".jsonl":
+        return (utterance.text for utterance in read_manifest(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"LM text file not found: {path}")
+    with path.open(encoding="utf-8") as lines:
+        return [normalize_transcript(line) for line in lines]
+
+
+def build_lm(sources: Sequence[str | Path], out: str | Path, order: int = 3, min_count: int = 1,
              unit: str = "word") -> NgramModel:
-    """Estimate a Kneser-Ney model over ``unit`` on the transcripts of ``manifests`` and write it to ``out`` (ARPA)."""
-    sentences = manifest_sentences(manifests, unit)
+    """Estimate a Kneser-Ney model over ``unit`` on the transcripts of ``sources`` (JSONL manifests or text
+    files, see :func:`source_sentences`) and write it to ``out`` (ARPA)."""
+    sentences = source_sentences(sources, unit)
     model = kneser_ney(sentences, order, min_count)
     write_arpa(model, out)
     log.info("%s %d-gram LM from %d transcripts: %s n-grams -> %s", unit, order, len(sentences),

@@ -233,3 +233,18 @@ def test_named_sizes_build_the_same_corpus_as_the_data_configs(size, config):
 
     cfg = compose_config([f"data={config}", "trainer.output_dir=unused"])
     assert synth.as_synth_config(cfg.data.synth) == synth.SYNTH_SIZES[size]
+
+
+def test_lm_text_never_repeats_a_transcript_and_is_rebuilt_only_when_asked(tmp_path, monkeypatch):
+    transcripts = {text for group in synth_text.generate_sentences(
+        {"dev": CFG.num_dev, "test": CFG.num_test, "train": CFG.num_train}, CFG.seed, CFG.min_words, CFG.max_words
+    ).values() for text in (s.text for s in group)}
+    path = synth.write_lm_text(CFG, 40, tmp_path / "lm_text.txt")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(set(lines)) == 40 and not transcripts & set(lines)
+    assert all(not out_of_alphabet(line) for line in lines)
+    monkeypatch.setattr(synth, "lm_text", lambda cfg, n: pytest.fail("an up-to-date LM text was regenerated"))
+    synth.write_lm_text(CFG, 40, path)
+    monkeypatch.setattr(synth, "lm_text", lambda cfg, n: ["new text"] * n)
+    synth.write_lm_text(CFG, 2, path)  # another count: rewritten
+    assert path.read_text(encoding="utf-8") == "new text\nnew text\n"

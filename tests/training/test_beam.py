@@ -111,12 +111,12 @@ def test_missing_flashlight_text_names_the_extra(monkeypatch):
 
 @requires_lm
 def test_a_character_lm_spells_a_word_the_acoustics_get_wrong(tmp_path):
-    from training.lm import manifest_sentences
+    from training.lm import source_sentences
     from data.manifest import Utterance, write_manifest
 
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, [Utterance(str(tmp_path / "x.wav"), 1.0, " ".join(words)) for words in CORPUS])
-    sentences = manifest_sentences([manifest], unit="char")
+    sentences = source_sentences([manifest], unit="char")
     assert sentences[-1] == list("the|hat")
     path = tmp_path / "char.arpa"
     write_arpa(kneser_ney(sentences, order=5), path)

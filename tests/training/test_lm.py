@@ -7,7 +7,7 @@ import pytest
 from data.manifest import Utterance, write_manifest
 from scripts.build_lm import main as build_lm_main
 from training.arpa import BOS, EOS, UNK, ArpaError, read_arpa, write_arpa
-from training.lm import count_ngrams, discounts, kneser_ney, prune
+from training.lm import count_ngrams, discounts, kneser_ney, prune, source_sentences
 
 
 def random_sentences(num: int, seed: int = 0) -> list[list[str]]:
@@ -127,3 +127,14 @@ def test_build_lm_script_writes_an_arpa_and_reports_perplexity(tmp_path, capsys)
                                 "--unit", "char", "--eval", str(tmp_path / "dev.jsonl")])
     assert set(char_model.vocabulary) - {BOS, EOS, UNK} == set("".join(texts).replace(" ", "|"))
     assert "OOV rate 50.0%" in capsys.readouterr().out  # "w1|w2|unseen": the 6 letters of "unseen" never occur
+
+
+def test_text_files_are_normalised_lm_sources_and_a_missing_one_is_named(tmp_path):
+    text = tmp_path / "lm_text.txt"
+    text.write_text("The cat, sat!\n\nWell-known don't\n", encoding="utf-8")
+    write_manifest(tmp_path / "train.jsonl", [Utterance("a.wav", 1.0, "a dog")])
+    assert source_sentences([tmp_path / "train.jsonl", text]) == [
+        ["a", "dog"], ["the", "cat", "sat"], ["well", "known", "don't"]]
+    assert source_sentences([text], unit="char")[0] == list("the|cat|sat")
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        source_sentences([tmp_path / "missing.txt"])
