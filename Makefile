@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 EXP ?= demo
 RUN_ID := $(shell date +%Y-%m-%d_%H-%M-%S)
 DEMO_RUN := outputs/demo/$(RUN_ID)
+DEMO_LM := corpora/synth_small/lm-3gram.arpa
 
 .PHONY: install demo test train eval corpus summary train-ddp table3-cpu table3-smoke export bench-sparse fsdd librispeech clean help
 
@@ -19,11 +20,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: install  ## build synth_small, train a small DS2, average its last 5 checkpoints, evaluate on held-out voices and sentences (greedy and char-LM beam)
+demo: install  ## build synth_small and a word LM from 200k more of its sentences, train a small DS2, average its last 5 checkpoints, evaluate on held-out voices and sentences (greedy and LM beam)
+	$(PY) scripts/prepare_synth.py --size small --lm-text 200000 --quiet
+	test $(DEMO_LM) -nt corpora/synth_small/lm_text.txt || $(PY) scripts/build_lm.py corpora/synth_small/train.jsonl \
+		corpora/synth_small/lm_text.txt --order 3 --out $(DEMO_LM)
 	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_RUN)
 	$(PY) scripts/average_checkpoints.py $(DEMO_RUN) --last 5 --out $(DEMO_RUN)/checkpoints/average.pt
 	$(PY) evaluate.py $(DEMO_RUN)/checkpoints/average.pt --split test --out $(DEMO_RUN)/eval \
-		--beam 50 --lm train --lm-unit char --lm-order 6 --lm-weight 1.0 --word-score 0
+		--beam 500 --lm $(DEMO_LM) --lm-weight 2.5 --word-score 1
 
 test: install  ## the test suite (CPU, no network)
 	$(PY) -m pytest -q
@@ -55,9 +59,10 @@ export: install  ## pruned checkpoint -> sparse deploy files + sizes + WER/CER: 
 bench-sparse: install  ## the paper's sparse speed table on this machine: results/bench_sparse
 	$(PY) scripts/bench_sparse.py $(ARGS)
 
-fsdd: install  ## real recordings on a CPU: build FSDD connected digits, train dense and gradual, average the last 5 checkpoints, evaluate on the unseen speaker (greedy and digit-lexicon beam)
+fsdd: install  ## real recordings on a CPU: build FSDD connected digits, train dense and gradual 90 % (q from the dense run), average the last 5 checkpoints, evaluate on the unseen speaker (greedy and digit-lexicon beam)
 	$(PY) train.py experiment=fsdd hydra.run.dir=outputs/fsdd/$(RUN_ID)
-	$(PY) train.py experiment=fsdd_gradual hydra.run.dir=outputs/fsdd_gradual/$(RUN_ID)
+	$(PY) train.py experiment=fsdd_gradual hydra.run.dir=outputs/fsdd_gradual/$(RUN_ID) \
+		pruning.q_from=outputs/fsdd/$(RUN_ID)/checkpoints/best.pt
 	for run in outputs/fsdd/$(RUN_ID) outputs/fsdd_gradual/$(RUN_ID); do \
 		$(PY) scripts/average_checkpoints.py $$run --last 5 --out $$run/checkpoints/average.pt || exit 1; done
 	$(PY) evaluate.py outputs/fsdd/$(RUN_ID)/checkpoints/average.pt outputs/fsdd_gradual/$(RUN_ID)/checkpoints/average.pt \
