@@ -163,7 +163,12 @@ def _source_texts(path: Path) -> Iterable[str]:
     if not path.is_file():
         raise FileNotFoundError(f"LM text file not found: {path}")
     with path.open(encoding="utf-8") as lines:
-        return [normalize_transcript(line) for line in lines]
+        raw = lines.read().splitlines()
+    with_digits = sum(any(ch.isdigit() for ch in line) for line in raw)
+    if with_digits:
+        log.warning("%s: %d of %d lines hold digits, which normalisation drops (spell numbers out beforehand)",
+                    path, with_digits, len(raw))
+    return [normalize_transcript(line) for line in raw]
 
 
 def build_lm(sources: Sequence[str | Path], out: str | Path, order: int = 3, min_count: int = 1,

@@ -129,12 +129,13 @@ def test_build_lm_script_writes_an_arpa_and_reports_perplexity(tmp_path, capsys)
     assert "OOV rate 50.0%" in capsys.readouterr().out  # "w1|w2|unseen": the 6 letters of "unseen" never occur
 
 
-def test_text_files_are_normalised_lm_sources_and_a_missing_one_is_named(tmp_path):
+def test_text_files_are_normalised_lm_sources_and_a_missing_one_is_named(tmp_path, caplog):
     text = tmp_path / "lm_text.txt"
-    text.write_text("The cat, sat!\n\nWell-known don't\n", encoding="utf-8")
+    text.write_text("The cat, sat!\n\nWell-known don't\nin 1990\n", encoding="utf-8")
     write_manifest(tmp_path / "train.jsonl", [Utterance("a.wav", 1.0, "a dog")])
     assert source_sentences([tmp_path / "train.jsonl", text]) == [
-        ["a", "dog"], ["the", "cat", "sat"], ["well", "known", "don't"]]
+        ["a", "dog"], ["the", "cat", "sat"], ["well", "known", "don't"], ["in"]]
+    assert "1 of 4 lines hold digits" in caplog.text and "skipped 1 empty" in caplog.text
     assert source_sentences([text], unit="char")[0] == list("the|cat|sat")
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         source_sentences([tmp_path / "missing.txt"])
