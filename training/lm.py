@@ -24,6 +24,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from data.manifest import read_manifest
 from data.text import normalize_transcript
 from training.arpa import BOS, EOS, NEVER, UNK, Ngram, NgramModel, write_arpa
@@ -119,6 +121,7 @@ def kneser_ney(sentences: Iterable[Sequence[str]], order: int = 3, min_count: in
     raw = count_ngrams(sentences, order)
     if not raw[0]:
         raise ValueError("no sentences to estimate a language model from")
+    log.info("estimating Kneser-Ney probabilities of %s n-grams", "/".join(str(len(c)) for c in raw))
     probs = interpolated_probs(adjusted_counts(raw))
     kept = prune(raw, min_count)
     kept[0] |= {(UNK,)}
@@ -176,7 +179,8 @@ def build_lm(sources: Sequence[str | Path], out: str | Path, order: int = 3, min
     """Estimate a Kneser-Ney model over ``unit`` on the transcripts of ``sources`` (JSONL manifests or text
     files, see :func:`source_sentences`) and write it to ``out`` (ARPA)."""
     sentences = source_sentences(sources, unit)
-    model = kneser_ney(sentences, order, min_count)
+    counting = tqdm(sentences, desc="counting n-grams", unit=" sentences", disable=len(sentences) < 10_000)
+    model = kneser_ney(counting, order, min_count)
     write_arpa(model, out)
     log.info("%s %d-gram LM from %d transcripts: %s n-grams -> %s", unit, order, len(sentences),
              "/".join(str(len(p)) for p in model.log10_probs), out)
