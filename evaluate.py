@@ -10,7 +10,7 @@ Writes ``<out>/<name>.hyps.jsonl`` (reference, hypothesis, loss per utterance; `
 side, corpus-level, from the scorer validation uses. ``--lm train`` builds a Kneser-Ney LM from each model's
 training transcripts (``<out>/lm/``), over words or, with ``--lm-unit char``, characters (a lexicon-free search
 that can spell unseen words); ``--tune`` picks the LM weight and word score by WER (or CER) on each model's dev
-split (grid in ``<out>/<name>.tuning.json``). Beam search needs the optional extra ``lm`` (flashlight-text).
+split (grid in ``<out>/<name>.tuning.json``, heatmaps in ``<name>.tuning.png``). Beam search needs the optional extra ``lm`` (flashlight-text).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from training.beam_evaluation import (
     DEFAULT_WORD_SCORES,
     beam_evaluate,
     collect_emissions,
+    plot_tuning,
     tune,
 )
 from training.evaluation import evaluate_dataset
@@ -110,6 +111,8 @@ def evaluate_beam(
         settings, grid = tune(decoder, dev_emissions, dev_references, args.beam, args.tune_lm_weights,
                               args.tune_word_scores, progress=True, metric=args.tune_metric)
         write_text_atomic(args.out / f"{name}.tuning.json", json.dumps(grid, indent=2) + "\n")
+        plot_tuning(grid, settings, args.out / f"{name}.tuning.png",
+                    f"{name}: beam {args.beam}, chosen by dev {args.tune_metric.upper()} (red)")
         log.info("%s: tuned on %s: lm_weight %g, word_score %g", name, tuned_on, settings.lm_weight,
                  settings.word_score)
     emissions, references = emissions_of(loaded, manifest, device)

@@ -1,13 +1,17 @@
 """Beam-search evaluation: a model's log-probabilities over a dataset, beam decoding and corpus scoring of them,
-and the grid search of the LM weight and word score on dev. Scores come from the one corpus-level scorer."""
+and the grid search of the LM weight and word score on dev (with its heatmap). Scores come from the one
+corpus-level scorer."""
 from __future__ import annotations
 
 import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from tqdm import tqdm
 
 from data.dataset import SpeechDataset, collate
@@ -81,3 +85,32 @@ def tune(
     other = "cer" if metric == "wer" else "wer"
     best = min(records, key=lambda r: (r[metric], r[other]))
     return BeamSettings(beam_size, best["lm_weight"], best["word_score"]), records
+
+
+def plot_tuning(records: Sequence[dict], chosen: BeamSettings, path: str | Path, title: str = "") -> None:
+    """Heatmaps of dev WER and CER (%) over the (lm_weight, word_score) grid of :func:`tune`, the chosen cell
+    outlined, written to ``path`` (PNG)."""
+    lm_weights = sorted({r["lm_weight"] for r in records})
+    word_scores = sorted({r["word_score"] for r in records})
+    cells = {(r["lm_weight"], r["word_score"]): r for r in records}
+    fig = Figure(figsize=(4 + 1.6 * len(word_scores), 1.5 + 0.45 * len(lm_weights)))  # no pyplot: Agg, no globals
+    for ax, metric in zip(fig.subplots(1, 2, squeeze=False)[0], ("wer", "cer")):
+        values = [[100 * cells[w, s][metric] if (w, s) in cells else float("nan") for s in word_scores]
+                  for w in lm_weights]
+        image = ax.imshow(values, cmap="viridis_r", aspect="auto", origin="lower")
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                dark = image.norm(value) > 0.5  # viridis_r: high values are dark cells
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8, color="w" if dark else "k")
+        i, j = lm_weights.index(chosen.lm_weight), word_scores.index(chosen.word_score)
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ax.set_xticks(range(len(word_scores)), [f"{s:g}" for s in word_scores])
+        ax.set_yticks(range(len(lm_weights)), [f"{w:g}" for w in lm_weights])
+        ax.set_xlabel("word score")
+        ax.set_ylabel("LM weight")
+        ax.set_title(f"dev {metric.upper()} %")
+        fig.colorbar(image, ax=ax)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

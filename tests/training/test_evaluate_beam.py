@@ -37,6 +37,7 @@ def test_beam_results_sit_next_to_greedy_ones(tiny_run, tiny_corpus, tmp_path):
     assert (out / "lm").is_dir() and rows[0]["lm"].startswith(str(out / "lm"))
     grid = json.loads((out / "a.tuning.json").read_text())
     assert [(g["lm_weight"], g["word_score"]) for g in grid] == [(0, -1), (0, 0), (1, -1), (1, 0)]
+    assert (out / "a.tuning.png").stat().st_size > 0
     hyps = [json.loads(line) for line in (out / "a.hyps.jsonl").read_text().splitlines()]
     assert len(hyps) == 8 and all("beam_hypothesis" in h and "hypothesis" in h for h in hyps)
     table = (out / "results.md").read_text()
