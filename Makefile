@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install  ## build synth_small and a word LM from 200k more of its sentences, train a small DS2, average its last 5 checkpoints, evaluate on held-out voices and sentences (greedy and LM beam)
-	$(PY) scripts/prepare_synth.py --size small --lm-text 200000 --quiet
+	$(PY) scripts/prepare_synth.py --size small --lm-text 200000
 	test $(DEMO_LM) -nt corpora/synth_small/lm_text.txt || $(PY) scripts/build_lm.py corpora/synth_small/train.jsonl \
 		corpora/synth_small/lm_text.txt --order 3 --out $(DEMO_LM)
 	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_RUN)

@@ -169,6 +169,7 @@ def write_lm_text(cfg: SynthConfig, num_sentences: int, path: str | Path) -> Pat
         log.info("LM text %s is up to date", path)
         return path
     stamp.unlink(missing_ok=True)
+    log.info("drawing %d sentences of LM text (about 15 s per 100 k)", num_sentences)
     write_text_atomic(path, "".join(f"{text}\n" for text in lm_text(cfg, num_sentences)))
     write_text_atomic(stamp, json.dumps(record) + "\n")
     log.info("LM text %s: %d sentences disjoint from the corpus's transcripts", path, num_sentences)
