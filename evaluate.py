@@ -1,7 +1,7 @@
 """Evaluate checkpoints on a manifest: greedy CTC decoding and, on request, beam search with an n-gram LM.
 
     python evaluate.py outputs/demo/<run> [more runs or .pt files] [--split test | --manifest m.jsonl]
-                       [--baseline NAME] [--out results/eval]
+                       [--baseline NAME] [--out results/eval] [--ensemble]
                        [--beam 50 [--lm PATH | --lm train] [--lm-unit word|char --lm-order N]
                                   [--lm-weight 1.0 --word-score 0.0 | --tune [--tune-metric wer|cer]]]
 
@@ -10,7 +10,9 @@ Writes ``<out>/<name>.hyps.jsonl`` (reference, hypothesis, loss per utterance; `
 side, corpus-level, from the scorer validation uses. ``--lm train`` builds a Kneser-Ney LM from each model's
 training transcripts (``<out>/lm/``), over words or, with ``--lm-unit char``, characters (a lexicon-free search
 that can spell unseen words); ``--tune`` picks the LM weight and word score by WER (or CER) on each model's dev
-split (grid in ``<out>/<name>.tuning.json``, heatmaps in ``<name>.tuning.png``). Beam search needs the optional extra ``lm`` (flashlight-text).
+split (grid in ``<out>/<name>.tuning.json``, heatmaps in ``<name>.tuning.png``). Beam search needs the optional
+extra ``lm`` (flashlight-text). ``--ensemble`` adds a row for the models scored as one (their per-frame output
+probabilities averaged, training/ensemble.py), with ``ensemble.hyps.jsonl``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,10 +38,12 @@ from training.beam_evaluation import (
     plot_tuning,
     tune,
 )
+from training.ensemble import check_compatible, fuse_posteriors, greedy_texts
 from training.evaluation import evaluate_dataset
 from training.inference import LoadedModel, load_model
 from training.lm import build_lm
 from training.pipeline import manifest_paths, validated
+from training.scoring import score
 from training.trainer import pick_device
 
 log = logging.getLogger("evaluate")
@@ -96,18 +101,22 @@ def language_model(spec: str | None, loaded: LoadedModel, args: argparse.Namespa
     return built[train_manifest]
 
 
+Emissions = Callable[[Path], tuple[list[torch.Tensor], list[str]]]
+
+
 def evaluate_beam(
-    loaded: LoadedModel, name: str, manifest: Path, device: torch.device, args: argparse.Namespace, built: dict
+    loaded: LoadedModel, name: str, emissions_for: Emissions, manifest: Path, args: argparse.Namespace, built: dict
 ) -> tuple[dict, list[str]]:
-    """Beam-search results of one model on ``manifest`` (row fields, hypotheses in manifest order); with ``--tune``
-    the LM weight and word score are chosen on the model's dev split first."""
+    """Beam-search results on ``manifest`` of the log-probabilities ``emissions_for(manifest)`` gives (row fields,
+    hypotheses in manifest order); with ``--tune`` the LM weight and word score are chosen on ``loaded``'s dev split
+    first. ``loaded`` supplies the tokenizer, the dev split and, for ``--lm train``, the training transcripts."""
     lm_path = language_model(args.lm, loaded, args, built)
     decoder = BeamSearchDecoder(loaded.frontend.tokenizer, lm_path, args.lm_unit)
     settings = BeamSettings(args.beam, args.lm_weight, args.word_score)
     tuned_on = None
     if args.tune:
         tuned_on = manifest_paths(loaded.data_cfg, progress=False)["dev"]
-        dev_emissions, dev_references = emissions_of(loaded, tuned_on, device)
+        dev_emissions, dev_references = emissions_for(tuned_on)
         settings, grid = tune(decoder, dev_emissions, dev_references, args.beam, args.tune_lm_weights,
                               args.tune_word_scores, progress=True, metric=args.tune_metric)
         write_text_atomic(args.out / f"{name}.tuning.json", json.dumps(grid, indent=2) + "\n")
@@ -115,7 +124,7 @@ def evaluate_beam(
                     f"{name}: beam {args.beam}, chosen by dev {args.tune_metric.upper()} (red)")
         log.info("%s: tuned on %s: lm_weight %g, word_score %g", name, tuned_on, settings.lm_weight,
                  settings.word_score)
-    emissions, references = emissions_of(loaded, manifest, device)
+    emissions, references = emissions_for(manifest)
     result = beam_evaluate(decoder, emissions, references, settings, progress=True)
     fields = {
         "beam_size": settings.beam_size,
@@ -128,6 +137,49 @@ def evaluate_beam(
         "beam_cer": result.scores.cer,
     }
     return fields, result.hypotheses
+
+
+def evaluate_ensemble(
+    models: list[LoadedModel], names: list[str], manifest: Path, device: torch.device, args: argparse.Namespace,
+    built: dict,
+) -> tuple[dict, list[dict]]:
+    """The models scored as one (``--ensemble``): their fused posteriors (training/ensemble.py) decoded greedily and,
+    with ``--beam``, by beam search; the row counts the parameters of all of them."""
+    check_compatible([m.frontend.tokenizer for m in models], names)
+    fused: dict[Path, tuple[list[torch.Tensor], list[str]]] = {}
+
+    def fused_emissions(path: Path) -> tuple[list[torch.Tensor], list[str]]:
+        if path not in fused:
+            per_model = [emissions_of(model, path, device) for model in models]
+            references = per_model[0][1]
+            if any(other != references for _, other in per_model[1:]):
+                raise ValueError(f"ensemble: the models keep different utterances of {path} (their front-ends differ)")
+            fused[path] = fuse_posteriors([emissions for emissions, _ in per_model]), references
+        return fused[path]
+
+    emissions, references = fused_emissions(manifest)
+    hypotheses = greedy_texts(emissions, models[0].frontend.tokenizer)
+    counts = [model.num_parameters() for model in models]
+    total, nonzero = sum(t for t, _ in counts), sum(n for _, n in counts)
+    row = {
+        "name": "ensemble",
+        "members": names,
+        "checkpoint": [model.checkpoint["path"] for model in models],
+        "rnn_type": models[0].model_cfg.rnn_type,
+        "units": models[0].model_cfg.rnn_hidden_size,
+        "params": total,
+        "nonzero_params": nonzero,
+        "sparsity": 1 - nonzero / total,
+        "manifest": str(manifest),
+        **score(references, hypotheses).as_dict(),
+    }
+    records = [{"reference": ref, "hypothesis": hyp} for ref, hyp in zip(references, hypotheses)]
+    if args.beam is not None:
+        fields, beam_hypotheses = evaluate_beam(models[0], "ensemble", fused_emissions, manifest, args, built)
+        row.update(fields)
+        for record, hypothesis in zip(records, beam_hypotheses, strict=True):
+            record["beam_hypothesis"] = hypothesis
+    return row, records
 
 
 def add_relative(rows: list[dict], baseline: str | None) -> None:
@@ -202,6 +254,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline", help="row name that relative CER is measured against")
     parser.add_argument("--out", type=Path, default=Path("results/eval"), help="output folder")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score the models as one: the mean of their per-frame output probabilities "
+                             "(same tokenizer and frame rate); pair it with --beam and a lexicon, since greedy "
+                             "decoding suffers where the models' CTC spikes fall on different frames")
     beam = parser.add_argument_group("beam search (optional extra 'lm': flashlight-text)")
     beam.add_argument("--beam", type=int, metavar="SIZE", help="also decode with a beam search of this size")
     beam.add_argument("--lm", metavar="PATH|train",
@@ -229,6 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--beam must be at least 1, got {args.beam}")
     if args.lm_order < 2:  # flashlight's KenLM aborts the process on a unigram-only ARPA file
         parser.error(f"--lm-order must be at least 2 (the decoder's KenLM cannot load a unigram LM), got {args.lm_order}")
+    if args.ensemble and len(args.checkpoints) < 2:
+        parser.error("--ensemble needs at least two checkpoints")
     if args.tune and not args.lm:
         parser.error("--tune needs --lm: without an LM there is no weight to tune")
     if args.lm not in (None, "train") and not Path(args.lm).is_file():
@@ -251,12 +309,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row, records = evaluate_checkpoint(loaded, manifest, device)
         row["name"] = name
         if args.beam is not None:
-            fields, hypotheses = evaluate_beam(loaded, name, manifest, device, args, built_lms)
+            fields, hypotheses = evaluate_beam(
+                loaded, name, lambda path, loaded=loaded: emissions_of(loaded, path, device), manifest, args, built_lms)
             row.update(fields)
             for record, hypothesis in zip(records, hypotheses, strict=True):
                 record["beam_hypothesis"] = hypothesis
         rows.append(row)
         write_text_atomic(args.out / f"{name}.hyps.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+    if args.ensemble:
+        manifest = args.manifest or manifest_paths(models[0].data_cfg, progress=False)[args.split]
+        row, records = evaluate_ensemble(models, [r["name"] for r in rows], manifest, device, args, built_lms)
+        rows.append(row)
+        write_text_atomic(args.out / "ensemble.hyps.jsonl", "".join(json.dumps(record) + "\n" for record in records))
     add_relative(rows, args.baseline)
     table = markdown_table(rows)
     write_text_atomic(args.out / "results.json", json.dumps(rows, indent=2) + "\n")
