@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic corpus built once per test session, and tiny-run configs."""
+"""Shared fixtures: a tiny synthetic corpus and a one-step run on it, built once per test session, and tiny-run
+configs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +26,18 @@ def overfit_manifest(tiny_corpus, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("overfit") / "train8.jsonl"
     write_manifest(path, utterances)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
+    """A ds2_tiny run folder after one step on the tiny synthetic corpus (its outputs are near-random)."""
+    from train import main as train_main
+
+    out = tmp_path_factory.mktemp("one_step_run")
+    train_main(compose_config(["model=ds2_tiny", "data=synth_tiny", f"data.corpus_dir={tiny_corpus['train'].parent}",
+                               "data.num_workers=0", f"trainer.output_dir={out}", "trainer.progress=false",
+                               "trainer.max_steps=1"]))
+    return out
 
 
 @pytest.fixture

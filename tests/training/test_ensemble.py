@@ -54,16 +54,9 @@ def test_greedy_texts_merge_repeats_and_drop_blanks():
 
 
 @pytest.mark.slow
-def test_an_ensemble_of_a_model_with_itself_scores_as_the_model(tiny_corpus, tmp_path):
-    from train import main as train_main
-    from training.compose import compose_config
-
-    run = tmp_path / "run"
-    train_main(compose_config(["model=ds2_tiny", "data=synth_tiny", f"data.corpus_dir={tiny_corpus['train'].parent}",
-                               "data.num_workers=0", f"trainer.output_dir={run}", "trainer.progress=false",
-                               "trainer.max_steps=1"]))
+def test_an_ensemble_of_a_model_with_itself_scores_as_the_model(tiny_run, tmp_path):
     out = tmp_path / "eval"
-    rows = evaluate.main([str(run), str(run), "--names", "a", "b", "--ensemble", "--out", str(out)])
+    rows = evaluate.main([str(tiny_run), str(tiny_run), "--names", "a", "b", "--ensemble", "--out", str(out)])
     single, fused = rows[0], rows[2]
     assert fused["name"] == "ensemble" and fused["members"] == ["a", "b"]
     assert (fused["wer"], fused["cer"]) == (single["wer"], single["cer"])
@@ -72,4 +65,4 @@ def test_an_ensemble_of_a_model_with_itself_scores_as_the_model(tiny_corpus, tmp
     assert ensemble_hyps == [json.loads(line)["hypothesis"] for line in (out / "a.hyps.jsonl").read_text().splitlines()]
     assert "| ensemble |" in (out / "results.md").read_text()
     with pytest.raises(SystemExit):
-        evaluate.main([str(run), "--ensemble", "--out", str(out)])
+        evaluate.main([str(tiny_run), "--ensemble", "--out", str(out)])

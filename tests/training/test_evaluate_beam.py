@@ -6,21 +6,9 @@ import sys
 import pytest
 
 import evaluate
-from train import main as train_main
 from training.beam import DecoderUnavailable
-from training.compose import compose_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_corpus, tmp_path_factory):
-    """A ds2_tiny checkpoint after one step on the tiny synthetic corpus (its outputs are near-random)."""
-    out = tmp_path_factory.mktemp("beam_run")
-    train_main(compose_config(["model=ds2_tiny", "data=synth_tiny", f"data.corpus_dir={tiny_corpus['train'].parent}",
-                               "data.num_workers=0", f"trainer.output_dir={out}", "trainer.progress=false",
-                               "trainer.max_steps=1"]))
-    return out
 
 
 def test_beam_results_sit_next_to_greedy_ones(tiny_run, tiny_corpus, tmp_path):
