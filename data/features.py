@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torchaudio.transforms as T
@@ -27,6 +28,9 @@ class FeatureConfig:
     utterance_mean: subtract every bin's mean over the utterance from the log spectrogram (cepstral mean
         normalisation in the spectral domain) before the global statistics: a fixed channel, such as a
         microphone's frequency response, adds a constant to every frame's log spectrum and is removed.
+    max_frequency_hz: keep only the band up to this frequency (linear: the bins at or below it; mel: the
+        filterbank's upper edge); null = up to the Nyquist frequency. Recordings made at 8 kHz and resampled
+        hold nothing but noise above 4 kHz: cutting it halves the linear bins, and the convolutions' cost.
     """
 
     kind: str = "linear"
@@ -35,6 +39,7 @@ class FeatureConfig:
     num_mel_bins: int = 80
     stats_utterances: int = 500
     utterance_mean: bool = False
+    max_frequency_hz: Optional[float] = None
 
 
 class FeatureExtractor(torch.nn.Module):
@@ -45,20 +50,25 @@ class FeatureExtractor(torch.nn.Module):
         self.sample_rate = sample_rate
         self.win_length = round(sample_rate * cfg.window_ms / 1000)
         self.hop_length = round(sample_rate * cfg.hop_ms / 1000)
+        max_hz = sample_rate / 2 if cfg.max_frequency_hz is None else cfg.max_frequency_hz
+        linear_hz = torch.linspace(0, sample_rate / 2, self.win_length // 2 + 1)
+        if not linear_hz[1] <= max_hz <= sample_rate / 2:
+            raise ValueError(f"features.max_frequency_hz={cfg.max_frequency_hz} must lie between the first bin "
+                             f"({float(linear_hz[1]):g} Hz) and the Nyquist frequency ({sample_rate / 2:g} Hz)")
         kinds = {
             "linear": lambda: T.Spectrogram(n_fft=self.win_length, hop_length=self.hop_length, power=2.0),
-            "mel": lambda: T.MelSpectrogram(
-                sample_rate, n_fft=self.win_length, hop_length=self.hop_length, n_mels=cfg.num_mel_bins
-            ),
+            "mel": lambda: T.MelSpectrogram(sample_rate, n_fft=self.win_length, hop_length=self.hop_length,
+                                            n_mels=cfg.num_mel_bins, f_max=max_hz),
         }
         if cfg.kind not in kinds:
             raise ValueError(f"unknown feature kind {cfg.kind!r}; expected one of {sorted(kinds)}")
         self.spectrogram = kinds[cfg.kind]()
         self.utterance_mean = cfg.utterance_mean
-        self.num_features = self.win_length // 2 + 1 if cfg.kind == "linear" else cfg.num_mel_bins
-        linear_hz = torch.linspace(0, sample_rate / 2, self.win_length // 2 + 1)
+        #: how many of the transform's bins are kept (linear: those at or below max_frequency_hz)
+        self.num_features = int((linear_hz <= max_hz).sum()) if cfg.kind == "linear" else cfg.num_mel_bins
         #: (num_features,) centre frequency of every bin in Hz (a mel filter's: the frequency it weighs most)
-        self.bin_hz = linear_hz if cfg.kind == "linear" else linear_hz[self.spectrogram.mel_scale.fb.argmax(dim=0)]
+        self.bin_hz = (linear_hz[: self.num_features] if cfg.kind == "linear"
+                       else linear_hz[self.spectrogram.mel_scale.fb.argmax(dim=0)])
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` samples (centred STFT: 1 + num_samples // hop)."""
@@ -73,7 +83,7 @@ class FeatureExtractor(torch.nn.Module):
     @torch.no_grad()
     def log_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
         """(num_samples,) float -> (num_features, num_frames) log power, floored at log(1e-6)."""
-        return torch.log(self.spectrogram(waveform) + _LOG_FLOOR)
+        return torch.log(self.spectrogram(waveform)[: self.num_features] + _LOG_FLOOR)
 
     def remove_channel(self, log_power: torch.Tensor) -> torch.Tensor:
         """With ``utterance_mean``, (num_features, num_frames) minus its mean over frames; else as it is."""

@@ -26,6 +26,19 @@ def test_linear_features_have_161_bins_at_100_frames_per_second():
     assert torch.isfinite(features).all()
 
 
+def test_max_frequency_keeps_the_band_below_it():
+    waveform = torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    full = FeatureExtractor(FeatureConfig())
+    band = FeatureExtractor(FeatureConfig(max_frequency_hz=4000))
+    assert band.num_features == 81 and float(band.bin_hz[-1]) == 4000
+    assert torch.equal(band.log_spectrogram(waveform), full.log_spectrogram(waveform)[:81])
+    mel = FeatureExtractor(FeatureConfig(kind="mel", num_mel_bins=40, max_frequency_hz=4000))
+    assert mel.num_features == 40 and float(mel.bin_hz.max()) <= 4000
+    for bad in (0.0, 8001.0):
+        with pytest.raises(ValueError, match="max_frequency_hz"):
+            FeatureExtractor(FeatureConfig(max_frequency_hz=bad))
+
+
 def test_mel_features_option():
     extractor = FeatureExtractor(FeatureConfig(kind="mel", num_mel_bins=40))
     assert extractor(torch.randn(8000)).shape == (40, 51)
