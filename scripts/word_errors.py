@@ -4,10 +4,11 @@
     python scripts/word_errors.py outputs/fsdd/run1/compare/fsdd.hyps.jsonl --field beam_hypothesis
 
 Prints, and writes next to each input as ``<name>.<field>.word_errors.md``, the most frequent errors
-(substitutions ``ref -> hyp``, deletions ``ref -> <gap>``, insertions ``<gap> -> hyp``) and every reference word's
-error rate; ``<name>.<field>.word_errors.png`` is the confusion matrix of the ``--words`` most frequent reference
-words (rows: what was said; columns: what was recognised, the last one a deletion). Counts come from the same
-alignment as the corpus WER (training/word_errors.py), so the errors add up to WER x reference words.
+(substitutions ``ref -> hyp``, deletions ``ref -> <gap>``, insertions ``<gap> -> hyp``) and the error rates of
+the ``--words`` most frequent reference words; ``<name>.<field>.word_errors.png`` is their confusion matrix (rows:
+what was said; columns: what was recognised among the same words, the last one a deletion; substitutions by other
+words are in the table only). Counts come from the same alignment as the corpus WER (training/word_errors.py), so
+the errors add up to WER x reference words.
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def read_hyps(path: Path, field: str) -> tuple[list[str], list[str]]:
     return references, hypotheses
 
 
-def report(edits: WordEdits, title: str, top: int) -> str:
-    """Markdown: the WER's numerator, the ``top`` most frequent errors, every reference word's error rate."""
+def report(edits: WordEdits, title: str, top: int, num_words: int) -> str:
+    """Markdown: the WER's numerator, the ``top`` most frequent errors, the error rates of the ``num_words`` most
+    frequent reference words."""
     total = edits.num_reference_words
     lines = [f"# {title}", "", f"{edits.num_errors} word errors in {total} reference words "
              f"(WER {100 * edits.num_errors / total:.2f} %)", "", "| reference | recognised as | count |",
@@ -48,7 +50,7 @@ def report(edits: WordEdits, title: str, top: int) -> str:
     lines += [f"| {ref} | {hyp} | {count} |" for ref, hyp, count in edits.errors()[:top]]
     lines += ["", "| reference word | occurrences | errors | error rate % |", "|---|---|---|---|"]
     lines += [f"| {word} | {seen} | {wrong} | {100 * wrong / seen:.1f} |"
-              for word, seen, wrong in edits.per_reference_word()]
+              for word, seen, wrong in edits.per_reference_word()[:num_words]]
     return "\n".join(lines) + "\n"
 
 
@@ -82,13 +84,13 @@ def main() -> None:
     parser.add_argument("hyps", nargs="+", type=Path, help="evaluate.py <name>.hyps.jsonl files")
     parser.add_argument("--field", default="hypothesis", choices=["hypothesis", "beam_hypothesis"])
     parser.add_argument("--top", type=int, default=15, help="errors listed (default 15)")
-    parser.add_argument("--words", type=int, default=15, help="reference words in the confusion plot")
+    parser.add_argument("--words", type=int, default=15, help="most frequent reference words in the per-word table and the confusion plot (default 15)")
     args = parser.parse_args()
     for path in args.hyps:
         edits = WordEdits.of(*read_hyps(path, args.field))
         stem = path.name.removesuffix(".hyps.jsonl")
         title = f"{path.parent.name}/{stem}, {args.field}"
-        text = report(edits, title, args.top)
+        text = report(edits, title, args.top, args.words)
         print(text)
         markdown, plot = (path.with_name(f"{stem}.{args.field}.word_errors.{ext}") for ext in ("md", "png"))
         markdown.write_text(text)
