@@ -38,7 +38,7 @@ from training.beam_evaluation import (
     plot_tuning,
     tune,
 )
-from training.ensemble import check_compatible, fuse_posteriors, greedy_texts
+from training.ensemble import check_compatible, estimate_delays, fuse_posteriors, greedy_texts
 from training.evaluation import evaluate_dataset
 from training.inference import LoadedModel, load_model
 from training.lm import build_lm
@@ -143,10 +143,12 @@ def evaluate_ensemble(
     models: list[LoadedModel], names: list[str], manifest: Path, device: torch.device, args: argparse.Namespace,
     built: dict,
 ) -> tuple[dict, list[dict]]:
-    """The models scored as one (``--ensemble``): their fused posteriors (training/ensemble.py) decoded greedily and,
-    with ``--beam``, by beam search; the row counts the parameters of all of them."""
+    """The models scored as one (``--ensemble``): their posteriors, aligned by each model's delay estimated on the
+    split itself (no transcripts used) and fused (training/ensemble.py), decoded greedily and, with ``--beam``, by
+    beam search; the row counts the parameters of all of them and records the delays."""
     check_compatible([m.frontend.tokenizer for m in models], names)
     fused: dict[Path, tuple[list[torch.Tensor], list[str]]] = {}
+    delays_of: dict[Path, list[int]] = {}
 
     def fused_emissions(path: Path) -> tuple[list[torch.Tensor], list[str]]:
         if path not in fused:
@@ -154,7 +156,11 @@ def evaluate_ensemble(
             references = per_model[0][1]
             if any(other != references for _, other in per_model[1:]):
                 raise ValueError(f"ensemble: the models keep different utterances of {path} (their front-ends differ)")
-            fused[path] = fuse_posteriors([emissions for emissions, _ in per_model]), references
+            emissions = [emissions for emissions, _ in per_model]
+            delays = estimate_delays(emissions)
+            log.info("ensemble: delays against %s on %s, in frames: %s", names[0], path, delays)
+            fused[path] = fuse_posteriors(emissions, delays), references
+            delays_of[path] = delays
         return fused[path]
 
     emissions, references = fused_emissions(manifest)
@@ -171,6 +177,7 @@ def evaluate_ensemble(
         "nonzero_params": nonzero,
         "sparsity": 1 - nonzero / total,
         "manifest": str(manifest),
+        "delays": delays_of[manifest],
         **score(references, hypotheses).as_dict(),
     }
     records = [{"reference": ref, "hypothesis": hyp} for ref, hyp in zip(references, hypotheses)]

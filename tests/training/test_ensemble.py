@@ -8,7 +8,7 @@ import torch
 
 import evaluate
 from data.tokenizer import CharTokenizer
-from training.ensemble import check_compatible, fuse_posteriors, greedy_texts
+from training.ensemble import check_compatible, estimate_delays, fuse_posteriors, greedy_texts, shift_frames
 
 TOKENIZER = CharTokenizer()
 
@@ -27,6 +27,30 @@ def test_fusion_is_the_mean_of_the_probabilities():
     assert fused[0].exp()[0, :3].tolist() == pytest.approx([0.5, 0.4, 0.1], abs=1e-6)
     assert torch.allclose(fused[1], a[1], atol=1e-6)  # models that agree keep their posteriors
     assert torch.allclose(fused[0].exp().sum(-1), torch.ones(1))
+
+
+def spiky_emissions(num_frames: int, seed: int) -> torch.Tensor:
+    """(num_frames, 29) CTC-like log-probabilities: blank, except a confident character every 5th frame."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.zeros(num_frames, 29)
+    logits[:, 0] = 6.0
+    spikes = torch.arange(2, num_frames - 2, 5)
+    logits[spikes, torch.randint(1, 29, (len(spikes),), generator=generator)] = 12.0
+    return logits.log_softmax(-1)
+
+
+def test_a_model_that_emits_later_is_aligned_before_fusion():
+    first = [spiky_emissions(40, seed) for seed in range(3)]
+    late = [shift_frames(log_probs, -2) for log_probs in first]  # every spike two frames later
+    assert torch.allclose(shift_frames(late[0], 2)[:-2], first[0][:-2])
+    assert estimate_delays([first, late]) == [0, 2]
+    assert estimate_delays([first, first]) == [0, 0]
+    tokenizer = CharTokenizer()
+    unaligned = greedy_texts(fuse_posteriors([first, late]), tokenizer)
+    aligned = greedy_texts(fuse_posteriors([first, late], [0, 2]), tokenizer)
+    assert aligned == greedy_texts(first, tokenizer) != unaligned  # the mean of a spike and a blank is a blank
+    with pytest.raises(ValueError, match="1 delays for 2 models"):
+        fuse_posteriors([first, late], [0])
 
 
 def test_models_that_cannot_be_fused_are_named():
