@@ -25,11 +25,15 @@ from training.word_errors import GAP, WordEdits  # noqa: E402
 
 
 def read_hyps(path: Path, field: str) -> tuple[list[str], list[str]]:
-    """(references, hypotheses) of a hyps.jsonl file; ValueError naming the file when ``field`` is missing."""
+    """(references, hypotheses) of a hyps.jsonl file; ValueError naming the file and line when a line is not JSON
+    or lacks ``field``."""
     references, hypotheses = [], []
     with path.open() as lines:
         for number, line in enumerate(lines, 1):
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not a JSON line ({error})") from None
             if field not in row:
                 raise ValueError(f"{path}:{number}: no {field!r} field (fields: {', '.join(sorted(row))}); "
                                  "beam hypotheses exist only for evaluate.py --beam runs")

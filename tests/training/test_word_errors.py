@@ -42,3 +42,7 @@ def test_script_writes_the_report_and_the_plot_and_names_a_missing_field(tmp_pat
     monkeypatch.setattr("sys.argv", ["word_errors.py", str(hyps), "--field", "beam_hypothesis"])
     with pytest.raises(ValueError, match=r"fsdd.hyps.jsonl:1: no 'beam_hypothesis' field"):
         main()
+    hyps.write_text(json.dumps(rows[0]) + "\n{truncated\n")
+    monkeypatch.setattr("sys.argv", ["word_errors.py", str(hyps)])
+    with pytest.raises(ValueError, match=r"fsdd.hyps.jsonl:2: not a JSON line"):
+        main()
