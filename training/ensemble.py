@@ -50,21 +50,30 @@ def estimate_delays(per_model: Sequence[Sequence[torch.Tensor]], max_delay: int 
     expected agreement on non-blank classes, sum_u sum_t sum_(k != blank) p_0(k | t) p_m(k | t + d), over all
     utterances u. ``per_model[m][u]``: (frames, num_classes) log-probabilities. Returns [0, d_1, ...]."""
     _check_shapes(per_model)
-    reference = [log_probs.exp() for log_probs in per_model[0]]
+    non_blank = [[_non_blank_probs(log_probs) for log_probs in emissions] for emissions in per_model]
     delays = [0]
-    for emissions in per_model[1:]:
+    for probs in non_blank[1:]:
         candidates = range(-max_delay, max_delay + 1)
-        delays.append(max(candidates, key=lambda d: (_non_blank_agreement(reference, emissions, d), -abs(d))))
+        delays.append(max(candidates, key=lambda d: (_agreement(non_blank[0], probs, d), -abs(d))))
     return delays
 
 
-def _non_blank_agreement(reference: Sequence[torch.Tensor], emissions: Sequence[torch.Tensor], delay: int) -> float:
-    """sum_u sum_t sum_(k != blank) reference[u](k | t) p(k | t + delay), ``reference`` as probabilities,
-    ``emissions`` as log-probabilities."""
+def _non_blank_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """(frames, num_classes) log-probabilities -> probabilities with the blank column zeroed, same shape."""
+    probs = log_probs.exp()
+    probs[:, BLANK_ID] = 0.0
+    return probs
+
+
+def _agreement(reference: Sequence[torch.Tensor], other: Sequence[torch.Tensor], delay: int) -> float:
+    """sum_u sum_t sum_k reference[u][t, k] other[u][t + delay, k] over the frames where both exist (frames
+    shifted in from outside are blanks, which agree on no non-blank class)."""
     total = 0.0
-    for probs, log_probs in zip(reference, emissions):
-        joint = probs * shift_frames(log_probs, delay).exp()
-        total += float(joint.sum() - joint[:, BLANK_ID].sum())
+    for ref, probs in zip(reference, other):
+        overlap = len(ref) - abs(delay)
+        if overlap > 0:
+            ref_frames, other_frames = (ref[:overlap], probs[delay:]) if delay >= 0 else (ref[-delay:], probs[:overlap])
+            total += float((ref_frames * other_frames).sum())
     return total
 
 
