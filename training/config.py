@@ -22,6 +22,8 @@ class OptimConfig:
     name: "sgd" (with Nesterov momentum, as Deep Speech 2) or "adamw".
     lr: peak learning rate, reached after ``warmup_steps`` linear warm-up steps.
     lr_decay_per_epoch: the rate is multiplied by this after every epoch (DS2 anneals by 1/1.2).
+    cooldown_epochs: over the run's last so many epochs the rate also falls linearly to zero, so that the last
+        checkpoints settle instead of sampling the noise of a still-large step (0 = off).
     max_grad_norm: gradients are clipped to this global L2 norm (0 = no clipping).
     """
 
@@ -33,6 +35,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     lr_decay_per_epoch: float = 1.0
+    cooldown_epochs: float = 0.0
     max_grad_norm: float = 400.0
 
 

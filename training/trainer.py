@@ -95,7 +95,7 @@ class Trainer:
         self.network = wrap_model(self.model, world, self.device)  # what training steps call
         self._build_loaders()
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
-        self.scheduler = build_lr_schedule(cfg.optim, self.optimizer, self.steps_per_epoch)
+        self.scheduler = build_lr_schedule(cfg.optim, self.optimizer, self.steps_per_epoch, trainer.num_epochs)
         self.pruner = build_pruner(cfg.pruning, self.model, self.steps_per_epoch, trainer.num_epochs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=trainer.precision == "fp16")
         self.step = self.epoch = self.batch_in_epoch = 0
