@@ -69,6 +69,9 @@ class FsddConfig:
     synth_train: extra training utterances of 1-7 digits read by espeak-ng's training voices of the built-in
         corpus (:func:`data.synth_voice.split_voices`), with this config's gain and SNR ranges; 0 = none.
     synth_rate_wpm_min / synth_rate_wpm_max: their speaking rate in words per minute, drawn per utterance.
+    synth_recording_rate: when set, the espeak-ng speech is resampled to this rate before the output rate, as
+        FSDD's recordings were made at 8 kHz: with 8000 no voice carries speech above 4 kHz that no real speaker
+        has (espeak-ng speaks at 22.05 kHz); 0 = not band-limited.
     sample_rate: output sample rate in Hz.
     """
 
@@ -95,6 +98,7 @@ class FsddConfig:
     synth_train: int = 0
     synth_rate_wpm_min: int = 100
     synth_rate_wpm_max: int = 200
+    synth_recording_rate: int = 0
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:
@@ -106,6 +110,8 @@ class FsddConfig:
             raise ValueError("FsddConfig: min_digits must be >= 1; counts, pauses and edges >= 0")
         if self.tempo_min <= 0:
             raise ValueError("FsddConfig: tempo_min must be > 0")
+        if self.synth_recording_rate < 0:
+            raise ValueError(f"FsddConfig: synth_recording_rate must be >= 0 (0 = off), got {self.synth_recording_rate}")
         groups = {s: getattr(self, f"{s}_speakers") for s in SPLITS}
         if not all(groups.values()):
             raise ValueError(f"FsddConfig: every split needs a speaker, got {groups}")
@@ -227,7 +233,7 @@ def plan_synth_digits(cfg: FsddConfig) -> list[synth.UtteranceSpec]:
             rate_wpm=rng.randint(cfg.synth_rate_wpm_min, cfg.synth_rate_wpm_max), pitch=rng.randint(25, 75),
             gain_db=round(rng.uniform(cfg.gain_db_min, cfg.gain_db_max), 2),
             snr_db=round(rng.uniform(cfg.snr_db_min, cfg.snr_db_max), 2), noise_color=round(rng.random(), 3),
-            seed=rng.getrandbits(31)))
+            seed=rng.getrandbits(31), recording_rate=cfg.synth_recording_rate))
     return specs
 
 
@@ -337,13 +343,16 @@ def build_fsdd_corpus(cfg: FsddConfig | Any, out_dir: str | Path, progress: bool
 
 
 def _hashed_fields(cfg: FsddConfig) -> dict[str, Any]:
-    """The config fields the corpus hash covers: all but ``source_dir``, the tempo range only when it stretches and
-    the espeak-ng fields only when ``synth_train`` asks for utterances (corpora built before they existed stay valid)."""
+    """The config fields the corpus hash covers: all but ``source_dir``, the tempo range only when it stretches,
+    the espeak-ng fields only when ``synth_train`` asks for utterances and their recording rate only when set
+    (corpora built before these fields existed stay valid)."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "source_dir"}
     if (cfg.tempo_min, cfg.tempo_max) == (1.0, 1.0):
         del fields["tempo_min"], fields["tempo_max"]
     if not cfg.synth_train:
         del fields["synth_train"], fields["synth_rate_wpm_min"], fields["synth_rate_wpm_max"]
+    if not cfg.synth_train or not cfg.synth_recording_rate:
+        del fields["synth_recording_rate"]
     return fields
 
 

@@ -104,7 +104,9 @@ class UtteranceSpec:
 
     voice: ``"<base>+<variant>"``; rate_wpm, pitch: espeak-ng settings; gain_db: level change;
     snr_db: speech-to-noise power ratio; noise_color: noise power spectrum ~ 1/f**noise_color (0 white,
-    1 pink); seed: espeak-ng's and the noise generator's seed.
+    1 pink); seed: espeak-ng's and the noise generator's seed. recording_rate: when set, the speech passes through
+    this sample rate on its way to the corpus's (as a recording made at 8 kHz does: nothing above 4 kHz but the
+    noise added afterwards); 0 = straight from espeak-ng's 22.05 kHz.
     """
 
     split: str
@@ -118,10 +120,13 @@ class UtteranceSpec:
     snr_db: float
     noise_color: float
     seed: int
+    recording_rate: int = 0
 
     def wav_path(self, sample_rate: int) -> Path:
-        """Path relative to the corpus folder; its name carries a hash of everything the audio depends on."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("split", "index", "text")}
+        """Path relative to the corpus folder; its name carries a hash of everything the audio depends on
+        (``recording_rate`` only when set, so wavs made before it existed keep their names)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k not in ("split", "index", "text") and (k != "recording_rate" or v)}
         digest = _digest({"format_version": FORMAT_VERSION, "sample_rate": sample_rate, **fields})[:12]
         return Path("wav") / self.split / f"{self.index:06d}-{digest}.wav"
 
@@ -205,7 +210,12 @@ def _request(spec: UtteranceSpec) -> dict[str, Any]:
 
 
 def _clean_speech(raw: np.ndarray, raw_sample_rate: int, sample_rate: int, spec: UtteranceSpec) -> np.ndarray:
-    speech = resample(torch.from_numpy(raw), raw_sample_rate, sample_rate).numpy()
+    """espeak-ng's ``raw`` samples at ``sample_rate`` (through ``spec.recording_rate`` when set), -6 dBFS peak."""
+    speech = torch.from_numpy(raw)
+    if spec.recording_rate:
+        speech = resample(speech, raw_sample_rate, spec.recording_rate)
+        raw_sample_rate = spec.recording_rate
+    speech = resample(speech, raw_sample_rate, sample_rate).numpy()
     peak = float(np.abs(speech).max(initial=0.0))
     if peak == 0.0:
         raise RuntimeError(f"espeak-ng produced no sound for {spec.prompt!r} ({spec.voice})")

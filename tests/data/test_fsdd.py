@@ -216,6 +216,27 @@ def test_espeak_digits_join_the_training_split_only(source, corpus, tmp_path):
         assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
 
 
+def high_band_share(path: str, above_hz: float = 4200.0) -> float:
+    """Fraction of a wav's power spectrum above ``above_hz``."""
+    samples, rate = soundfile.read(path, dtype="float32")
+    power = np.abs(np.fft.rfft(samples)) ** 2
+    return float(power[np.fft.rfftfreq(len(samples), 1 / rate) > above_hz].sum() / power.sum())
+
+
+def test_espeak_digits_recorded_at_8khz_carry_no_speech_above_4khz(source, tmp_path):
+    full_band, band_limited = tmp_path / "full", tmp_path / "8k"
+    build_fsdd_corpus(small(source, synth_train=3, snr_db_min=60, snr_db_max=60), full_band, progress=False)
+    build_fsdd_corpus(small(source, synth_train=3, snr_db_min=60, snr_db_max=60, synth_recording_rate=8000),
+                      band_limited, progress=False)
+    for plain, limited in zip(read_manifest(full_band / "train.jsonl")[6:], read_manifest(band_limited / "train.jsonl")[6:]):
+        assert plain.text == limited.text and Path(plain.audio_filepath).name != Path(limited.audio_filepath).name
+        assert high_band_share(limited.audio_filepath) < 1e-3 < high_band_share(plain.audio_filepath)
+    meta = [json.loads(line) for line in (band_limited / "meta" / "train_synth.jsonl").read_text().splitlines()]
+    assert {record["recording_rate"] for record in meta} == {8000}
+    with pytest.raises(ValueError, match="synth_recording_rate"):
+        small(source, synth_recording_rate=-8000)
+
+
 def test_real_fsdd_split_by_speaker_through_the_training_pipeline(tmp_path):
     """The shipped config, made small, built on demand by the training pipeline from real recordings (links to
     the first 3 of every digit and speaker, to keep the test fast)."""
