@@ -51,9 +51,9 @@ def estimate_delays(per_model: Sequence[Sequence[torch.Tensor]], max_delay: int 
     utterances u. ``per_model[m][u]``: (frames, num_classes) log-probabilities. Returns [0, d_1, ...]."""
     _check_shapes(per_model)
     non_blank = [[_non_blank_probs(log_probs) for log_probs in emissions] for emissions in per_model]
+    candidates = range(-max_delay, max_delay + 1)
     delays = [0]
     for probs in non_blank[1:]:
-        candidates = range(-max_delay, max_delay + 1)
         delays.append(max(candidates, key=lambda d: (_agreement(non_blank[0], probs, d), -abs(d))))
     return delays
 
