@@ -31,6 +31,33 @@ def masked_batch_norm(norm: nn.BatchNorm1d, x: torch.Tensor, mask: torch.Tensor)
     return x.new_zeros(x.shape).index_put((mask,), norm(x[mask]))
 
 
+def phase_split_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
+                       padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, stride=stride, padding=padding)`` computed as a stride-1 convolution (space-to-depth).
+
+    x: (batch, C, F, T), weight: (C_out, C, kF, kT) -> (batch, C_out, F', T') with F' = (F + 2 pF - kF) // sF + 1
+    (and T' alike). With the input zero-padded, output frame i is sum_k w[k] x[s i + k]; writing k = s j + r,
+    it is sum_r sum_j w[s j + r] x[s (i + j) + r]: a stride-1 convolution of the s phases x[s m + r] (stacked as
+    channels) with the phase kernels w[s j + r], each ceil(k / s) taps long (zero taps pad w to a multiple of s).
+    So the result equals the strided convolution's up to float rounding, with C sF sT input channels.
+    """
+    batch, channels, *size = x.shape
+    out_channels, _, *kernel = weight.shape
+    out_size = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(size, padding, kernel, stride)]
+    taps = [-(-k // s) for k, s in zip(kernel, stride)]
+    span = [s * (o - 1 + t) for s, o, t in zip(stride, out_size, taps)]  # input frames the output reads
+    # F.pad's last pair pads the last dimension; a negative right pad drops frames no output reads.
+    x = F.pad(x, (padding[1], span[1] - size[1] - padding[1], padding[0], span[0] - size[0] - padding[0]))
+    (stride_f, stride_t), (taps_f, taps_t) = stride, taps
+    x = x.reshape(batch, channels, span[0] // stride_f, stride_f, span[1] // stride_t, stride_t)
+    x = x.permute(0, 1, 3, 5, 2, 4).reshape(batch, channels * stride_f * stride_t, span[0] // stride_f, -1)
+    weight = F.pad(weight, (0, taps_t * stride_t - kernel[1], 0, taps_f * stride_f - kernel[0]))
+    weight = weight.reshape(out_channels, channels, taps_f, stride_f, taps_t, stride_t)
+    weight = weight.permute(0, 1, 3, 5, 2, 4).reshape(out_channels, channels * stride_f * stride_t, taps_f, taps_t)
+    channels_last = torch.channels_last
+    return F.conv2d(x.contiguous(memory_format=channels_last), weight.contiguous(memory_format=channels_last))
+
+
 class ConvBlock(nn.Module):
     """Conv2d over (frequency, time) + batch norm + clipped ReLU, with "same"-style padding of k // 2 per side.
 
@@ -55,21 +82,21 @@ class ConvBlock(nn.Module):
     def convolve(self, x: torch.Tensor) -> torch.Tensor:
         """The bare convolution, (batch, C_in, F, T) -> (batch, C_out, F', T').
 
-        oneDNN (torch's default CPU convolution) is pathologically slow for a single-channel input at batch 1: the
-        41x11 first layer on 4 s of features took 388 ms against 21 ms with torch's native kernel (one thread, CPU
-        time, torch 2.14.1, AMD EPYC), while at batch 2 oneDNN took 11 ms against 74 ms, and it is faster for the
-        8-channel second layer at batch 1 too. So only that case runs with oneDNN disabled; the result is the same
-        convolution.
+        On a CPU, oneDNN (torch's default convolution there) is slow for this front-end in its plain layout. The
+        same convolution runs as a stride-1 convolution over the stride phases (``phase_split_conv2d``) for a
+        single-channel input, and in the channels-last layout otherwise: a training step of 20 x 3 s (forward and
+        backward) took 33.6 instead of 132.5 ms in the 41x11 first layer and 72.4 instead of 139.6 ms in the 21x11
+        second one; at batch 1, 4.1 instead of 257.3 ms in the first (2 threads, torch 2.14.1, AMD EPYC;
+        docs/results.md). GPUs keep cuDNN's own choice.
         """
-        if not (x.shape[0] == 1 and x.shape[1] == 1 and x.device.type == "cpu"):
-            return self.conv(x)
-        # The attribute, not torch.backends.mkldnn.flags(), which also resets TF32 and warns about it each process.
-        onednn_was_enabled = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
-        try:
-            return self.conv(x)
-        finally:
-            torch.backends.mkldnn.enabled = onednn_was_enabled
+        conv = self.conv
+        if x.device.type != "cpu":
+            return conv(x)
+        if conv.in_channels == 1:
+            return phase_split_conv2d(x, conv.weight, conv.stride, conv.padding)
+        channels_last = torch.channels_last
+        return F.conv2d(x.contiguous(memory_format=channels_last), conv.weight.contiguous(memory_format=channels_last),
+                        None, conv.stride, conv.padding)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, C_in, F, T), zero beyond ``lengths`` -> ((batch, C_out, F', T') zero beyond the new lengths,

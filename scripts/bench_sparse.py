@@ -308,8 +308,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser.add_argument("--seconds", type=float, default=5.0, help="utterance length of --paper-models")
     parser.add_argument("--mkldnn", choices=["on", "off"], default="on",
                         help="torch.backends.mkldnn for both models (off: torch's own convolution everywhere; "
-                             "models.layers.ConvBlock already bypasses oneDNN where it is slow, the 1-channel first "
-                             "conv at batch 1)")
+                             "models.layers.ConvBlock already runs its CPU convolutions in forms oneDNN is fast at: "
+                             "scripts/bench_conv.py)")
     parser.add_argument("--quick", action="store_true", help="small layers (64 and 96 units): a smoke run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
