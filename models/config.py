@@ -22,6 +22,8 @@ class ModelConfig:
         unidirectional models only.
     fc_hidden_size: width of the fully connected layer before the output (0 = no such layer).
     relu_clip: ceiling of the clipped ReLU min(max(x, 0), relu_clip).
+    dropout: probability of zeroing a unit of the recurrent stack's hidden states during training (0 = none): on the
+        input of every layer after the first recurrent one (recurrent layers 2..n, the FC layer, the output layer).
     """
 
     name: str = "ds2_rnn_paper"
@@ -35,6 +37,7 @@ class ModelConfig:
     lookahead_context: int = 0
     fc_hidden_size: int = 1760
     relu_clip: float = 20.0
+    dropout: float = 0.0
 
 
 def build_model(cfg: ModelConfig, num_features: int, num_classes: int) -> DeepSpeech2:
@@ -53,4 +56,5 @@ def build_model(cfg: ModelConfig, num_features: int, num_classes: int) -> DeepSp
         lookahead_context=cfg.lookahead_context,
         fc_hidden_size=cfg.fc_hidden_size,
         relu_clip=cfg.relu_clip,
+        dropout=cfg.dropout,
     )

@@ -24,12 +24,15 @@ class DeepSpeech2(nn.Module):
     lookahead_context: future frames of DS2's row convolution after the stack (0 = none; unidirectional only).
     fc_hidden_size: width of the fully connected layer (0 = none).
     relu_clip: the clipped ReLU's ceiling.
+    dropout: training-time dropout on the input of recurrent layers 2..n, of the FC layer and of the output layer
+        (not in the paper; a regulariser for small corpora). Padded frames stay zero.
     """
 
     def __init__(
         self, num_features: int, num_classes: int, conv_channels: list[int], conv_kernels: list[list[int]],
         conv_strides: list[list[int]], rnn_type: str, rnn_hidden_size: int, num_rnn_layers: int,
         bidirectional: bool, lookahead_context: int, fc_hidden_size: int, relu_clip: float = 20.0,
+        dropout: float = 0.0,
     ):
         super().__init__()
         if not conv_channels or not len(conv_channels) == len(conv_kernels) == len(conv_strides):
@@ -38,6 +41,8 @@ class DeepSpeech2(nn.Module):
             raise ValueError(f"num_rnn_layers must be at least 1, got {num_rnn_layers}")
         if lookahead_context and bidirectional:
             raise ValueError("lookahead_context is for unidirectional models only")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers = zip([1, *conv_channels[:-1]], conv_channels, conv_kernels, conv_strides, strict=True)
         self.conv = nn.ModuleList(ConvBlock(*args, relu_clip) for args in layers)
         freq = num_features
@@ -50,6 +55,7 @@ class DeepSpeech2(nn.Module):
         self.lookahead = Lookahead(rnn_hidden_size, lookahead_context) if lookahead_context else None
         self.fc = FullyConnected(rnn_hidden_size, fc_hidden_size, relu_clip) if fc_hidden_size else None
         self.output = nn.Linear(fc_hidden_size or rnn_hidden_size, num_classes)
+        self.dropout = nn.Dropout(dropout)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """(batch,) input frames -> (batch,) output frames, from the conv modules' own time arithmetic."""
@@ -66,11 +72,11 @@ class DeepSpeech2(nn.Module):
         batch, channels, freq, steps = x.shape
         x = x.permute(3, 0, 1, 2).reshape(steps, batch, channels * freq)  # (T', batch, C * F')
         mask = time_mask(lengths, steps)  # (T', batch)
-        for rnn in self.rnns:
-            x = rnn(x, lengths, mask)  # (T', batch, H)
+        for index, rnn in enumerate(self.rnns):
+            x = rnn(x if index == 0 else self.dropout(x), lengths, mask)  # (T', batch, H)
         if self.lookahead is not None:
             x = self.lookahead(x)
         if self.fc is not None:
-            x = self.fc(x, mask)  # (T', batch, fc_hidden_size)
-        log_probs = self.output(x).log_softmax(dim=-1)  # (T', batch, num_classes)
+            x = self.fc(self.dropout(x), mask)  # (T', batch, fc_hidden_size)
+        log_probs = self.output(self.dropout(x)).log_softmax(dim=-1)  # (T', batch, num_classes)
         return log_probs.transpose(0, 1), lengths

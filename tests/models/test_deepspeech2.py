@@ -106,7 +106,21 @@ def test_pruned_tensors_are_found_by_name():
     ({"bidirectional": True, "lookahead_context": 3}, "unidirectional"),
     ({"conv_channels": [3]}, "one entry per conv layer"),
     ({"num_rnn_layers": 0}, "at least 1"),
+    ({"dropout": 1.0}, "dropout must be in"),
+    ({"dropout": -0.1}, "dropout must be in"),
 ])
 def test_invalid_architectures_raise(overrides, message):
     with pytest.raises(ValueError, match=message):
         small_model(**overrides)
+
+
+def test_dropout_acts_in_training_only():
+    features, lengths = torch.randn(2, NUM_FEATURES, 30), torch.tensor([30, 24])
+    plain, dropped = small_model(), small_model(dropout=0.5)  # same seed: same weights
+    fill_running_statistics(plain)
+    dropped.load_state_dict(plain.state_dict())
+    dropped.eval()
+    torch.testing.assert_close(dropped(features, lengths)[0], plain(features, lengths)[0])
+    dropped.train()
+    first, second = dropped(features, lengths)[0], dropped(features, lengths)[0]
+    assert not torch.allclose(first, second)
