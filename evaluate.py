@@ -12,11 +12,15 @@ training transcripts (``<out>/lm/``), over words or, with ``--lm-unit char``, ch
 that can spell unseen words); ``--tune`` picks the LM weight and word score by WER (or CER) on each model's dev
 split (grid in ``<out>/<name>.tuning.json``, heatmaps in ``<name>.tuning.png``). Beam search needs the optional
 extra ``lm`` (flashlight-text). ``--ensemble`` adds a row for the models scored as one (their per-frame output
-probabilities averaged, training/ensemble.py), with ``ensemble.hyps.jsonl``.
+probabilities averaged, training/ensemble.py), with ``ensemble.hyps.jsonl``. ``--adapt-batch-norm`` re-estimates
+each model's batch-norm statistics on every split it decodes (the evaluated split, and dev for ``--tune``) from
+that split's own audio, no transcripts (AdaBN; training/batch_norm.py): unsupervised adaptation to an unseen
+speaker or microphone, reported as such.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -29,6 +33,7 @@ from data.atomic import write_text_atomic
 from data.dataset import SpeechDataset
 from data.manifest import read_manifest
 from data.validate import ValidationReport
+from training.batch_norm import recompute_batch_norm
 from training.beam import BeamSearchDecoder, BeamSettings, require_decoder
 from training.beam_evaluation import (
     DEFAULT_LM_WEIGHTS,
@@ -57,10 +62,23 @@ def load_split(loaded: LoadedModel, manifest: Path) -> tuple[ValidationReport, S
     return utterances, loaded.frontend.dataset(utterances.kept, loaded.data_cfg, train=False)
 
 
-def evaluate_checkpoint(loaded: LoadedModel, manifest: Path, device: torch.device) -> tuple[dict, list[dict]]:
-    """Score one model on ``manifest`` with greedy decoding; returns its results row and per-utterance records."""
+def model_for(loaded: LoadedModel, dataset: SpeechDataset, device: torch.device, adapt: bool) -> torch.nn.Module:
+    """``loaded.model``, or with ``adapt`` a copy whose batch-norm statistics come from ``dataset``'s own audio."""
+    if not adapt:
+        return loaded.model
+    model = copy.deepcopy(loaded.model)
+    recompute_batch_norm(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
+    return model
+
+
+def evaluate_checkpoint(
+    loaded: LoadedModel, manifest: Path, device: torch.device, adapt: bool = False
+) -> tuple[dict, list[dict]]:
+    """Score one model on ``manifest`` with greedy decoding (its batch-norm statistics re-estimated on the split
+    first with ``adapt``); returns its results row and per-utterance records."""
     utterances, dataset = load_split(loaded, manifest)
-    result = evaluate_dataset(loaded.model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
+    model = model_for(loaded, dataset, device, adapt)
+    result = evaluate_dataset(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     total, nonzero = loaded.num_parameters()
     row = {
         "name": loaded.name,
@@ -72,16 +90,21 @@ def evaluate_checkpoint(loaded: LoadedModel, manifest: Path, device: torch.devic
         "sparsity": 1 - nonzero / total,
         "manifest": str(manifest),
         "skipped_utterances": utterances.num_skipped,
+        "batch_norm_adapted": adapt,
         "loss": result.loss,
         **result.scores.as_dict(),
     }
     return row, result.records
 
 
-def emissions_of(loaded: LoadedModel, manifest: Path, device: torch.device) -> tuple[list[torch.Tensor], list[str]]:
-    """Log-probabilities and reference transcripts of the usable utterances of ``manifest``, in manifest order."""
+def emissions_of(
+    loaded: LoadedModel, manifest: Path, device: torch.device, adapt: bool = False
+) -> tuple[list[torch.Tensor], list[str]]:
+    """Log-probabilities and reference transcripts of the usable utterances of ``manifest``, in manifest order
+    (batch-norm statistics re-estimated on them first with ``adapt``)."""
     _, dataset = load_split(loaded, manifest)
-    emissions = collect_emissions(loaded.model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
+    model = model_for(loaded, dataset, device, adapt)
+    emissions = collect_emissions(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     return emissions, [utt.text for utt in dataset.utterances]
 
 
@@ -152,7 +175,7 @@ def evaluate_ensemble(
 
     def fused_emissions(path: Path) -> tuple[list[torch.Tensor], list[str]]:
         if path not in fused:
-            per_model = [emissions_of(model, path, device) for model in models]
+            per_model = [emissions_of(model, path, device, args.adapt_batch_norm) for model in models]
             references = per_model[0][1]
             if any(other != references for _, other in per_model[1:]):
                 raise ValueError(f"ensemble: the models keep different utterances of {path} (their front-ends differ)")
@@ -178,6 +201,7 @@ def evaluate_ensemble(
         "sparsity": 1 - nonzero / total,
         "manifest": str(manifest),
         "delays": delays_of[manifest],
+        "batch_norm_adapted": args.adapt_batch_norm,
         **score(references, hypotheses).as_dict(),
     }
     records = [{"reference": ref, "hypothesis": hyp} for ref, hyp in zip(references, hypotheses)]
@@ -235,6 +259,9 @@ def markdown_table(rows: list[dict]) -> str:
     lms = sorted({r["lm"] for r in rows if r.get("lm")})
     if lms:
         lines += ["", *(f"LM: `{lm}`" for lm in lms)]
+    if any(r.get("batch_norm_adapted") for r in rows):
+        lines += ["", "Batch-norm statistics re-estimated on each decoded split's own audio (`--adapt-batch-norm`, "
+                      "no transcripts)."]
     return "\n".join(lines)
 
 
@@ -265,6 +292,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also score the models as one: the mean of their per-frame output probabilities "
                              "(same tokenizer and frame rate); pair it with --beam and a lexicon, since greedy "
                              "decoding suffers where the models' CTC spikes fall on different frames")
+    parser.add_argument("--adapt-batch-norm", action="store_true",
+                        help="re-estimate each model's batch-norm statistics on the audio of every split it decodes "
+                             "(unsupervised adaptation to the split's speakers; no transcripts used)")
     beam = parser.add_argument_group("beam search (optional extra 'lm': flashlight-text)")
     beam.add_argument("--beam", type=int, metavar="SIZE", help="also decode with a beam search of this size")
     beam.add_argument("--lm", metavar="PATH|train",
@@ -313,11 +343,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows, built_lms = [], {}
     for name, loaded in zip(unique_names(models, args.names), models):
         manifest = args.manifest or manifest_paths(loaded.data_cfg, progress=False)[args.split]
-        row, records = evaluate_checkpoint(loaded, manifest, device)
+        row, records = evaluate_checkpoint(loaded, manifest, device, args.adapt_batch_norm)
         row["name"] = name
         if args.beam is not None:
             fields, hypotheses = evaluate_beam(
-                loaded, name, lambda path, loaded=loaded: emissions_of(loaded, path, device), manifest, args, built_lms)
+                loaded, name, lambda path, loaded=loaded: emissions_of(loaded, path, device, args.adapt_batch_norm),
+                manifest, args, built_lms)
             row.update(fields)
             for record, hypothesis in zip(records, hypotheses, strict=True):
                 record["beam_hypothesis"] = hypothesis

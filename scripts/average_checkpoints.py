@@ -5,10 +5,15 @@
 
 A run folder contributes its newest ``--last`` checkpoints by step (``step<N>.pt`` and ``last.pt``; keep more of
 them with ``trainer.keep_checkpoints``). The result evaluates like any checkpoint: ``python evaluate.py avg.pt``.
+
+``--batch-norm-utterances N`` re-estimates the average's batch-norm statistics on N random training utterances
+(without augmentation; training/batch_norm.py), as stochastic weight averaging does: the mean of the checkpoints'
+running statistics is not the statistics of their mean weights.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -16,8 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from data.manifest import read_manifest  # noqa: E402
 from training.averaging import average_checkpoints  # noqa: E402
+from training.batch_norm import recompute_batch_norm  # noqa: E402
 from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from training.inference import model_from_checkpoint  # noqa: E402
+from training.pipeline import manifest_paths, validated  # noqa: E402
 
 
 def newest_checkpoints(run: Path, count: int) -> list[dict]:
@@ -34,12 +43,32 @@ def newest_checkpoints(run: Path, count: int) -> list[dict]:
     return [by_step[step] for step in sorted(by_step)[-count:]]
 
 
+def with_training_statistics(checkpoint: dict, count: int, seed: int = 0) -> dict:
+    """``checkpoint`` with its batch-norm statistics re-estimated on ``count`` random training utterances of its own
+    corpus (un-augmented, validated as for training: unusable ones are skipped and counted in the log)."""
+    loaded = model_from_checkpoint(checkpoint)
+    train = read_manifest(manifest_paths(loaded.data_cfg, progress=False)["train"])
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()[:count]
+    report = validated([train[i] for i in order], loaded.frontend, loaded.model.output_lengths, math.inf, "train")
+    dataset = loaded.frontend.dataset(report.kept, loaded.data_cfg, train=False)
+    recompute_batch_norm(loaded.model, dataset, torch.device("cpu"), loaded.data_cfg.max_frames_per_batch,
+                         progress=True)
+    state = loaded.model.state_dict()
+    return {**checkpoint, "model": {name: state[name] for name in checkpoint["model"]},
+            "batch_norm_statistics": {"split": "train", "utterances": len(report.kept), "seed": seed}}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", type=Path, help="checkpoint files, or one run folder with --last")
     parser.add_argument("--last", type=int, help="average the newest N checkpoints of the run folder given")
     parser.add_argument("--out", type=Path, required=True, help="where to write the averaged checkpoint")
+    parser.add_argument("--batch-norm-utterances", type=int, default=0, metavar="N",
+                        help="re-estimate the batch-norm statistics of the average on N random training utterances "
+                             "(default 0: the mean of the checkpoints' statistics)")
     args = parser.parse_args(argv)
+    if args.batch_norm_utterances < 0:
+        parser.error(f"--batch-norm-utterances must be 0 or more, got {args.batch_norm_utterances}")
     if args.last is not None:
         if len(args.inputs) != 1 or not args.inputs[0].is_dir():
             parser.error("--last takes exactly one run folder")
@@ -47,10 +76,14 @@ def main(argv: list[str] | None = None) -> None:
     else:
         checkpoints = [load_checkpoint(path) for path in args.inputs]
     averaged = average_checkpoints(checkpoints)
+    if args.batch_norm_utterances:
+        averaged = with_training_statistics(averaged, args.batch_norm_utterances)
     save_checkpoint(args.out, {k: v for k, v in averaged.items() if k != "format_version"})
     steps = ", ".join(str(c["step"]) for c in checkpoints)
     print(f"{args.out}: mean of {len(checkpoints)} checkpoints (steps {steps}); "
-          f"{sum(t.numel() for t in averaged['model'].values() if torch.is_tensor(t)):,} values")
+          f"{sum(t.numel() for t in averaged['model'].values() if torch.is_tensor(t)):,} values"
+          + (f"; batch-norm statistics from {averaged['batch_norm_statistics']['utterances']} training utterances"
+             if args.batch_norm_utterances else ""))
 
 
 if __name__ == "__main__":

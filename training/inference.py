@@ -51,7 +51,11 @@ def transcribe_file(model: torch.nn.Module, frontend: Frontend, audio_path: str 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Checkpoint file or run folder (``best.pt`` preferred) -> :class:`LoadedModel`."""
-    checkpoint = load_checkpoint(path, prefer=("best.pt", "last.pt"))
+    return model_from_checkpoint(load_checkpoint(path, prefer=("best.pt", "last.pt")), device)
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> LoadedModel:
+    """A loaded checkpoint dict (training/checkpoint.py ``load_checkpoint``) -> :class:`LoadedModel`."""
     config = checkpoint["config"]
     # typed nodes, not objects: unset manifest paths ("???") of a synthetic corpus stay unset
     data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), config["data"])
