@@ -59,14 +59,17 @@ export: install  ## pruned checkpoint -> sparse deploy files + sizes + WER/CER: 
 bench-sparse: install  ## the paper's sparse speed table on this machine: results/bench_sparse
 	$(PY) scripts/bench_sparse.py $(ARGS)
 
-fsdd: install  ## real recordings on a CPU: build FSDD connected digits, train dense and gradual 90 % (q from the dense run), average the last 5 checkpoints, evaluate on the unseen speaker (greedy and digit-lexicon beam), list the digits it confuses
+fsdd: install  ## real recordings on a CPU: build FSDD connected digits, train dense and gradual 90 % (q from the dense run), average the last 5 checkpoints (batch-norm statistics re-estimated on training data), evaluate on the unseen speaker (greedy and digit-lexicon beam; then adapted to his audio), list the digits it confuses
 	$(PY) train.py experiment=fsdd hydra.run.dir=outputs/fsdd/$(RUN_ID)
 	$(PY) train.py experiment=fsdd_gradual hydra.run.dir=outputs/fsdd_gradual/$(RUN_ID) \
 		pruning.q_from=outputs/fsdd/$(RUN_ID)/checkpoints/best.pt
 	for run in outputs/fsdd/$(RUN_ID) outputs/fsdd_gradual/$(RUN_ID); do \
-		$(PY) scripts/average_checkpoints.py $$run --last 5 --out $$run/checkpoints/average.pt || exit 1; done
-	$(PY) evaluate.py outputs/fsdd/$(RUN_ID)/checkpoints/average.pt outputs/fsdd_gradual/$(RUN_ID)/checkpoints/average.pt \
-		--split test --baseline fsdd --out outputs/fsdd/$(RUN_ID)/compare --beam 50 --lm train --lm-order 2 --tune
+		$(PY) scripts/average_checkpoints.py $$run --last 5 --batch-norm-utterances 1000 \
+			--out $$run/checkpoints/average.pt || exit 1; done
+	for adapt in "" --adapt-batch-norm; do \
+		$(PY) evaluate.py outputs/fsdd/$(RUN_ID)/checkpoints/average.pt outputs/fsdd_gradual/$(RUN_ID)/checkpoints/average.pt \
+			--split test --baseline fsdd --out outputs/fsdd/$(RUN_ID)/compare$${adapt:+_adapted} --beam 50 --lm train \
+			--lm-order 2 --tune $$adapt || exit 1; done
 	$(PY) scripts/word_errors.py outputs/fsdd/$(RUN_ID)/compare/*.hyps.jsonl --field beam_hypothesis --top 5 --words 10
 
 librispeech: install  ## LibriSpeech manifests: make librispeech SUBSETS=mini (or 100, 960) ARGS="--download" or ARGS="--root /data/LibriSpeech"

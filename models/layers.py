@@ -84,10 +84,11 @@ class ConvBlock(nn.Module):
 
         On a CPU, oneDNN (torch's default convolution there) is slow for this front-end in its plain layout. The
         same convolution runs as a stride-1 convolution over the stride phases (``phase_split_conv2d``) for a
-        single-channel input, and in the channels-last layout otherwise: a training step of 20 x 3 s (forward and
-        backward) took 33.6 instead of 132.5 ms in the 41x11 first layer and 72.4 instead of 139.6 ms in the 21x11
-        second one; at batch 1, 4.1 instead of 257.3 ms in the first (2 threads, torch 2.14.1, AMD EPYC;
-        docs/results.md). GPUs keep cuDNN's own choice.
+        single-channel input, and in the channels-last layout otherwise. Forward and backward on 20 x 3 s, against
+        plain oneDNN: 34.9 instead of 177.7 ms in ds2_rnn_small's 41x11 first layer, 72.8 instead of 129.6 ms in
+        its 21x11 second one; on 1 x 4 s, 3.2 ms in the first against 179.6 (oneDNN) and 19.7 (torch's native
+        kernel). 2 threads, torch 2.14.1, AMD EPYC; ``scripts/bench_conv.py``, docs/results.md. GPUs keep cuDNN's
+        own choice.
         """
         conv = self.conv
         if x.device.type != "cpu":
