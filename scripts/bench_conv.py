@@ -23,6 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from data.features import FeatureExtractor  # noqa: E402
 from models.layers import ConvBlock, phase_split_conv2d  # noqa: E402
+from training.benchmark import write_table  # noqa: E402
 from training.compose import compose_config  # noqa: E402
 
 
@@ -99,10 +100,7 @@ def main(argv: list[str] | None = None) -> str:
             lines.append(f"| conv{index + 1} {kernel[0]}x{kernel[1]}, {in_channels} -> {channels} | {batch_spec} s | "
                          + " | ".join(f"{t:.1f}" for t in times) + " |")
             x, in_channels = reference.detach(), channels
-    table = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table + "\n")
-    return table
+    return write_table(lines, args.out)
 
 
 if __name__ == "__main__":

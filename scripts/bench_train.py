@@ -20,7 +20,7 @@ from data.features import FeatureExtractor  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
 from models.config import build_model  # noqa: E402
 from training.compose import compose_config  # noqa: E402
-from training.benchmark import random_batch, timed_train_step  # noqa: E402
+from training.benchmark import random_batch, timed_train_step, write_table  # noqa: E402
 from training.trainer import pick_device  # noqa: E402
 
 
@@ -52,10 +52,7 @@ def main(argv: list[str] | None = None) -> str:
     lines = [f"device: {device}, threads: {torch.get_num_threads()}, batch {args.batch} x {args.seconds} s", "",
              "| model | params | step time | audio s / s |", "|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['params_m']:.2f} M | {r['step_s']:.3f} s | {r['audio_s_per_s']:.1f} |" for r in rows]
-    table = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table + "\n")
-    return table
+    return write_table(lines, args.out)
 
 
 if __name__ == "__main__":

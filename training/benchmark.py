@@ -1,7 +1,8 @@
-"""Timing helpers shared by the benchmark scripts: random batches and timed training steps."""
+"""Helpers shared by the benchmark scripts: random batches, timed training steps, writing the markdown table."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -37,3 +38,11 @@ def timed_train_step(
     if features.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - tic
+
+
+def write_table(lines: list[str], out: Path) -> str:
+    """Join a benchmark's markdown ``lines``, write them to ``out`` (folders created) and return the table."""
+    table = "\n".join(lines)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
+    return table
