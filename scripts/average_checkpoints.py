@@ -27,6 +27,7 @@ from training.batch_norm import recompute_batch_norm  # noqa: E402
 from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from training.inference import model_from_checkpoint  # noqa: E402
 from training.pipeline import manifest_paths, validated  # noqa: E402
+from training.trainer import pick_device  # noqa: E402
 
 
 def newest_checkpoints(run: Path, count: int) -> list[dict]:
@@ -43,18 +44,17 @@ def newest_checkpoints(run: Path, count: int) -> list[dict]:
     return [by_step[step] for step in sorted(by_step)[-count:]]
 
 
-def with_training_statistics(checkpoint: dict, count: int, seed: int = 0) -> dict:
+def with_training_statistics(checkpoint: dict, count: int, device: torch.device, seed: int = 0) -> dict:
     """``checkpoint`` with its batch-norm statistics re-estimated on ``count`` random training utterances of its own
     corpus (un-augmented, validated as for training: unusable ones are skipped and counted in the log)."""
-    loaded = model_from_checkpoint(checkpoint)
+    loaded = model_from_checkpoint(checkpoint, device)
     train = read_manifest(manifest_paths(loaded.data_cfg, progress=False)["train"])
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()[:count]
     report = validated([train[i] for i in order], loaded.frontend, loaded.model.output_lengths, math.inf, "train")
     dataset = loaded.frontend.dataset(report.kept, loaded.data_cfg, train=False)
-    recompute_batch_norm(loaded.model, dataset, torch.device("cpu"), loaded.data_cfg.max_frames_per_batch,
-                         progress=True)
+    recompute_batch_norm(loaded.model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     state = loaded.model.state_dict()
-    return {**checkpoint, "model": {name: state[name] for name in checkpoint["model"]},
+    return {**checkpoint, "model": {name: state[name].cpu() for name in checkpoint["model"]},
             "batch_norm_statistics": {"split": "train", "utterances": len(report.kept), "seed": seed}}
 
 
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-norm-utterances", type=int, default=0, metavar="N",
                         help="re-estimate the batch-norm statistics of the average on N random training utterances "
                              "(default 0: the mean of the checkpoints' statistics)")
+    parser.add_argument("--device", default="auto", help="device of that pass (default: auto, CUDA when available)")
     args = parser.parse_args(argv)
     if args.batch_norm_utterances < 0:
         parser.error(f"--batch-norm-utterances must be 0 or more, got {args.batch_norm_utterances}")
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         checkpoints = [load_checkpoint(path) for path in args.inputs]
     averaged = average_checkpoints(checkpoints)
     if args.batch_norm_utterances:
-        averaged = with_training_statistics(averaged, args.batch_norm_utterances)
+        averaged = with_training_statistics(averaged, args.batch_norm_utterances, pick_device(args.device))
     save_checkpoint(args.out, {k: v for k, v in averaged.items() if k != "format_version"})
     steps = ", ".join(str(c["step"]) for c in checkpoints)
     print(f"{args.out}: mean of {len(checkpoints)} checkpoints (steps {steps}); "
