@@ -15,6 +15,7 @@ import torch
 import torchaudio.transforms as T
 
 _LOG_FLOOR = 1e-6
+_MIN_UTTERANCE_STD = 0.1  # natural-log units: a tenth of the spread of a noise-only bin (pi / sqrt(6) ~ 1.28)
 
 
 @dataclass
@@ -28,6 +29,10 @@ class FeatureConfig:
     utterance_mean: subtract every bin's mean over the utterance from the log spectrogram (cepstral mean
         normalisation in the spectral domain) before the global statistics: a fixed channel, such as a
         microphone's frequency response, adds a constant to every frame's log spectrum and is removed.
+    utterance_variance: also divide every bin by its standard deviation over the utterance (cepstral mean and
+        variance normalisation, CMVN; needs ``utterance_mean``): a recording whose speech barely rises above the
+        noise in some band (a dull microphone, a soft voice) gets that band's contrast back. Floored at
+        ``_MIN_UTTERANCE_STD`` so that a constant bin (digital silence) stays constant.
     max_frequency_hz: keep only the band up to this frequency (linear: the bins at or below it; mel: the
         filterbank's upper edge); null = up to the Nyquist frequency. Recordings made at 8 kHz and resampled
         hold nothing but noise above 4 kHz: cutting it halves the linear bins, and the convolutions' cost.
@@ -39,6 +44,7 @@ class FeatureConfig:
     num_mel_bins: int = 80
     stats_utterances: int = 500
     utterance_mean: bool = False
+    utterance_variance: bool = False
     max_frequency_hz: Optional[float] = None
 
 
@@ -63,7 +69,11 @@ class FeatureExtractor(torch.nn.Module):
         if cfg.kind not in kinds:
             raise ValueError(f"unknown feature kind {cfg.kind!r}; expected one of {sorted(kinds)}")
         self.spectrogram = kinds[cfg.kind]()
+        if cfg.utterance_variance and not cfg.utterance_mean:
+            raise ValueError("features.utterance_variance=true needs features.utterance_mean=true (CMVN divides the "
+                             "mean-free log spectrum)")
         self.utterance_mean = cfg.utterance_mean
+        self.utterance_variance = cfg.utterance_variance
         #: how many of the transform's bins are kept (linear: those at or below max_frequency_hz)
         self.num_features = int((linear_hz <= max_hz).sum()) if cfg.kind == "linear" else cfg.num_mel_bins
         #: (num_features,) centre frequency of every bin in Hz (a mel filter's: the frequency it weighs most)
@@ -86,8 +96,14 @@ class FeatureExtractor(torch.nn.Module):
         return torch.log(self.spectrogram(waveform)[: self.num_features] + _LOG_FLOOR)
 
     def remove_channel(self, log_power: torch.Tensor) -> torch.Tensor:
-        """With ``utterance_mean``, (num_features, num_frames) minus its mean over frames; else as it is."""
-        return log_power - log_power.mean(dim=1, keepdim=True) if self.utterance_mean else log_power
+        """(num_features, num_frames) -> same shape: with ``utterance_mean`` minus every bin's mean over frames,
+        with ``utterance_variance`` then divided by every bin's standard deviation over frames; else as it is."""
+        if not self.utterance_mean:
+            return log_power
+        centred = log_power - log_power.mean(dim=1, keepdim=True)
+        if not self.utterance_variance:
+            return centred
+        return centred / centred.std(dim=1, keepdim=True, correction=0).clamp_min(_MIN_UTTERANCE_STD)
 
 
 class FeatureNormalizer:
