@@ -7,7 +7,7 @@ RUN_ID := $(shell date +%Y-%m-%d_%H-%M-%S)
 DEMO_RUN := outputs/demo/$(RUN_ID)
 DEMO_LM := corpora/synth_small/lm-3gram.arpa
 
-.PHONY: install demo test train eval corpus summary train-ddp table3-cpu table3-smoke export bench-sparse fsdd librispeech clean help
+.PHONY: install demo test train eval corpus summary train-ddp table3-cpu table3-smoke export bench-sparse fsdd fsdd-cv librispeech clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -71,6 +71,9 @@ fsdd: install  ## real recordings on a CPU: build FSDD connected digits, train d
 			--split test --baseline fsdd --out outputs/fsdd/$(RUN_ID)/compare$${adapt:+_adapted} --beam 50 --lm train \
 			--lm-order 2 --tune $$adapt || exit 1; done
 	$(PY) scripts/word_errors.py outputs/fsdd/$(RUN_ID)/compare/*.hyps.jsonl --field beam_hypothesis --top 5 --words 10
+
+fsdd-cv: install  ## speaker-wise cross-validation of the FSDD recipe: every speaker the unseen test speaker once (~1.7 h on 2 cores; results/fsdd_cv/cross_validation.md)
+	$(PY) scripts/fsdd_cross_validation.py $(ARGS)
 
 librispeech: install  ## LibriSpeech manifests: make librispeech SUBSETS=mini (or 100, 960) ARGS="--download" or ARGS="--root /data/LibriSpeech"
 	$(PY) scripts/prepare_librispeech.py --subsets $(or $(SUBSETS),mini) $(ARGS)

@@ -151,17 +151,23 @@ def write_report(rows: list[dict], out: Path, command: str, wall_minutes: float)
 
 
 def plot_folds(rows: list[dict], path: Path) -> None:
-    """Beam WER per test speaker, plain and adapted, with the 10 % target."""
-    figure = Figure(figsize=(1.4 * len(rows) + 2.5, 3.6))
+    """Beam WER per test speaker and their mean, plain and adapted, with the 10 % target."""
+    labels = [r["test"] for r in rows] + ["mean"]
+    plain = [r["beam_wer"] for r in rows]
+    adapted = [r["adapted_beam_wer"] for r in rows]
+    plain.append(statistics.fmean(plain))
+    adapted.append(statistics.fmean(adapted))
+    figure = Figure(figsize=(1.2 * len(labels) + 2.5, 3.6))
     axes = figure.subplots()
-    positions = range(len(rows))
-    axes.bar([p - 0.2 for p in positions], [r["beam_wer"] for r in rows], 0.4, label="beam")
-    axes.bar([p + 0.2 for p in positions], [r["adapted_beam_wer"] for r in rows], 0.4, label="beam, adapted (AdaBN)")
+    positions = range(len(labels))
+    axes.bar([p - 0.2 for p in positions], plain, 0.4, label="beam")
+    axes.bar([p + 0.2 for p in positions], adapted, 0.4, label="beam, adapted (AdaBN)")
     axes.axhline(TARGET_WER, color="black", linestyle="--", linewidth=1, label=f"target {TARGET_WER:g} %")
-    axes.set_xticks(list(positions), [r["test"] for r in rows])
+    axes.set_ylim(0, 1.35 * max(*plain, *adapted, TARGET_WER))  # room for the legend
+    axes.set_xticks(list(positions), labels)
     axes.set_xlabel("test speaker (unseen in training)")
     axes.set_ylabel("WER %")
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", ncols=3, loc="upper center")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
