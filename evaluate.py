@@ -62,22 +62,37 @@ def load_split(loaded: LoadedModel, manifest: Path) -> tuple[ValidationReport, S
     return utterances, loaded.frontend.dataset(utterances.kept, loaded.data_cfg, train=False)
 
 
-def model_for(loaded: LoadedModel, dataset: SpeechDataset, device: torch.device, adapt: bool) -> torch.nn.Module:
-    """``loaded.model``, or with ``adapt`` a copy whose batch-norm statistics come from ``dataset``'s own audio."""
-    if not adapt:
-        return loaded.model
-    model = copy.deepcopy(loaded.model)
-    recompute_batch_norm(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
-    return model
+class BatchNormAdapter:
+    """``--adapt-batch-norm``: for each (model, split), a copy of the model whose batch-norm statistics come from
+    that split's own audio (training/batch_norm.py), built once and reused by the greedy pass, the beam search and
+    the ensemble."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._adapted: dict[tuple[int, Path], torch.nn.Module] = {}
+
+    def model(self, loaded: LoadedModel, manifest: Path, dataset: SpeechDataset) -> torch.nn.Module:
+        key = (id(loaded), Path(manifest))
+        if key not in self._adapted:
+            model = copy.deepcopy(loaded.model)
+            recompute_batch_norm(model, dataset, self.device, loaded.data_cfg.max_frames_per_batch, progress=True)
+            self._adapted[key] = model
+        return self._adapted[key]
+
+
+def model_for(loaded: LoadedModel, manifest: Path, dataset: SpeechDataset,
+              adapter: BatchNormAdapter | None) -> torch.nn.Module:
+    """``loaded.model``, or the copy ``adapter`` adapted to ``manifest``'s audio."""
+    return loaded.model if adapter is None else adapter.model(loaded, manifest, dataset)
 
 
 def evaluate_checkpoint(
-    loaded: LoadedModel, manifest: Path, device: torch.device, adapt: bool = False
+    loaded: LoadedModel, manifest: Path, device: torch.device, adapter: BatchNormAdapter | None = None
 ) -> tuple[dict, list[dict]]:
-    """Score one model on ``manifest`` with greedy decoding (its batch-norm statistics re-estimated on the split
-    first with ``adapt``); returns its results row and per-utterance records."""
+    """Score one model on ``manifest`` with greedy decoding (with an ``adapter``, the model adapted to the split);
+    returns its results row and per-utterance records."""
     utterances, dataset = load_split(loaded, manifest)
-    model = model_for(loaded, dataset, device, adapt)
+    model = model_for(loaded, manifest, dataset, adapter)
     result = evaluate_dataset(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     total, nonzero = loaded.num_parameters()
     row = {
@@ -90,7 +105,7 @@ def evaluate_checkpoint(
         "sparsity": 1 - nonzero / total,
         "manifest": str(manifest),
         "skipped_utterances": utterances.num_skipped,
-        "batch_norm_adapted": adapt,
+        "batch_norm_adapted": adapter is not None,
         "loss": result.loss,
         **result.scores.as_dict(),
     }
@@ -98,12 +113,12 @@ def evaluate_checkpoint(
 
 
 def emissions_of(
-    loaded: LoadedModel, manifest: Path, device: torch.device, adapt: bool = False
+    loaded: LoadedModel, manifest: Path, device: torch.device, adapter: BatchNormAdapter | None = None
 ) -> tuple[list[torch.Tensor], list[str]]:
     """Log-probabilities and reference transcripts of the usable utterances of ``manifest``, in manifest order
-    (batch-norm statistics re-estimated on them first with ``adapt``)."""
+    (with an ``adapter``, of the model adapted to them)."""
     _, dataset = load_split(loaded, manifest)
-    model = model_for(loaded, dataset, device, adapt)
+    model = model_for(loaded, manifest, dataset, adapter)
     emissions = collect_emissions(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     return emissions, [utt.text for utt in dataset.utterances]
 
@@ -164,7 +179,7 @@ def evaluate_beam(
 
 def evaluate_ensemble(
     models: list[LoadedModel], names: list[str], manifest: Path, device: torch.device, args: argparse.Namespace,
-    built: dict,
+    built: dict, adapter: BatchNormAdapter | None = None,
 ) -> tuple[dict, list[dict]]:
     """The models scored as one (``--ensemble``): their posteriors, aligned by each model's delay estimated on the
     split itself (no transcripts used) and fused (training/ensemble.py), decoded greedily and, with ``--beam``, by
@@ -175,7 +190,7 @@ def evaluate_ensemble(
 
     def fused_emissions(path: Path) -> tuple[list[torch.Tensor], list[str]]:
         if path not in fused:
-            per_model = [emissions_of(model, path, device, args.adapt_batch_norm) for model in models]
+            per_model = [emissions_of(model, path, device, adapter) for model in models]
             references = per_model[0][1]
             if any(other != references for _, other in per_model[1:]):
                 raise ValueError(f"ensemble: the models keep different utterances of {path} (their front-ends differ)")
@@ -201,7 +216,7 @@ def evaluate_ensemble(
         "sparsity": 1 - nonzero / total,
         "manifest": str(manifest),
         "delays": delays_of[manifest],
-        "batch_norm_adapted": args.adapt_batch_norm,
+        "batch_norm_adapted": adapter is not None,
         **score(references, hypotheses).as_dict(),
     }
     records = [{"reference": ref, "hypothesis": hyp} for ref, hyp in zip(references, hypotheses)]
@@ -341,13 +356,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = [load_model(path, device) for path in args.checkpoints]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, built_lms = [], {}
+    adapter = BatchNormAdapter(device) if args.adapt_batch_norm else None
     for name, loaded in zip(unique_names(models, args.names), models):
         manifest = args.manifest or manifest_paths(loaded.data_cfg, progress=False)[args.split]
-        row, records = evaluate_checkpoint(loaded, manifest, device, args.adapt_batch_norm)
+        row, records = evaluate_checkpoint(loaded, manifest, device, adapter)
         row["name"] = name
         if args.beam is not None:
             fields, hypotheses = evaluate_beam(
-                loaded, name, lambda path, loaded=loaded: emissions_of(loaded, path, device, args.adapt_batch_norm),
+                loaded, name, lambda path, loaded=loaded: emissions_of(loaded, path, device, adapter),
                 manifest, args, built_lms)
             row.update(fields)
             for record, hypothesis in zip(records, hypotheses, strict=True):
@@ -356,7 +372,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         write_text_atomic(args.out / f"{name}.hyps.jsonl", "".join(json.dumps(record) + "\n" for record in records))
     if args.ensemble:
         manifest = args.manifest or manifest_paths(models[0].data_cfg, progress=False)[args.split]
-        row, records = evaluate_ensemble(models, [r["name"] for r in rows], manifest, device, args, built_lms)
+        row, records = evaluate_ensemble(models, [r["name"] for r in rows], manifest, device, args, built_lms,
+                                          adapter)
         rows.append(row)
         write_text_atomic(args.out / "ensemble.hyps.jsonl", "".join(json.dumps(record) + "\n" for record in records))
     add_relative(rows, args.baseline)

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import evaluate
@@ -75,3 +76,18 @@ def test_evaluate_adapts_to_the_split_and_says_so(tiny_run, tmp_path):
     assert adapted["loss"] != plain["loss"]
     assert "--adapt-batch-norm" in (tmp_path / "bn" / "results.md").read_text()
     assert json.loads((tmp_path / "bn" / "results.json").read_text())[0]["batch_norm_adapted"] is True
+
+
+def test_evaluate_adapts_each_split_once_for_greedy_beam_and_tuning(tiny_run, tmp_path, monkeypatch):
+    pytest.importorskip("flashlight.lib.text.decoder.kenlm", reason="needs the optional extra 'lm'")
+    passes = []
+
+    def counted(model, dataset, *args, **kwargs):
+        passes.append(len(dataset))
+        return recompute_batch_norm(model, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "recompute_batch_norm", counted)
+    [row] = evaluate.main([str(tiny_run), "--split", "test", "--adapt-batch-norm", "--beam", "4", "--lm", "train", "--tune",
+                           "--tune-lm-weights", "0", "--tune-word-scores", "0", "--out", str(tmp_path / "bn")])
+    assert row["batch_norm_adapted"] and row["beam_wer"] >= 0
+    assert len(passes) == 2            # test (greedy and beam share the adapted copy) and dev (tuning)
