@@ -4,6 +4,8 @@ A killed process leaves either the old file or the new one, never half of one (c
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
 from contextlib import contextmanager
@@ -29,3 +31,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write UTF-8 text to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_csv_atomic(path: str | Path, records: list[dict]) -> None:
+    """Write ``records`` as CSV to ``path`` atomically: a column for every key any record has, in order of first
+    appearance; an empty file when there are none."""
+    fields = list(dict.fromkeys(key for record in records for key in record))
+    buffer = io.StringIO()
+    if fields:
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(records)
+    write_text_atomic(path, buffer.getvalue())

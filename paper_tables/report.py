@@ -2,12 +2,10 @@
 CSV and JSON."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
-from data.atomic import write_text_atomic
+from data.atomic import write_csv_atomic, write_text_atomic
 from paper_tables.evaluation import disk_sizes
 from paper_tables.rows import PAPER_GRADUAL_OVER_HARD, ROWS_BY_NAME
 from paper_tables.runner import RowRun
@@ -101,18 +99,6 @@ def table4_markdown(pairs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, records: list[dict]) -> None:
-    if not records:
-        write_text_atomic(path, "")
-        return
-    fields = list(dict.fromkeys(key for record in records for key in record))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(records)
-    write_text_atomic(path, buffer.getvalue())
-
-
 def write_tables(out: Path, header: str, records: list[dict]) -> tuple[str, str]:
     """``table3.{md,csv,json}`` and ``table4.{md,csv,json}`` (gradual vs hard) in ``out``; returns the markdown."""
     pairs = gradual_vs_hard(records)
@@ -121,5 +107,5 @@ def write_tables(out: Path, header: str, records: list[dict]) -> tuple[str, str]
     for name, markdown, data in (("table3", table3, records), ("table4", table4, pairs)):
         write_text_atomic(out / f"{name}.md", markdown)
         write_text_atomic(out / f"{name}.json", json.dumps(data, indent=2) + "\n")
-        write_csv(out / f"{name}.csv", data)
+        write_csv_atomic(out / f"{name}.csv", data)
     return table3, table4

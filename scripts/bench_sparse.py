@@ -28,9 +28,7 @@ and layers.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
-import io
 import json
 import logging
 import sys
@@ -45,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data.atomic import write_text_atomic
+from data.atomic import write_csv_atomic, write_text_atomic
 from data.manifest import read_manifest
 from deploy import kernels
 from deploy.export import export_model
@@ -244,11 +242,7 @@ def write_outputs(out: Path, name: str, rows: list[dict], table: str) -> None:
     write_text_atomic(out / f"{name}.md", table + "\n")
     write_text_atomic(out / f"{name}.json", json.dumps(rows, indent=2) + "\n")
     flat = [{k: v for k, v in row.items() if not isinstance(v, (list, dict))} for row in rows]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(flat[0]))
-    writer.writeheader()
-    writer.writerows(flat)
-    write_text_atomic(out / f"{name}.csv", buffer.getvalue())
+    write_csv_atomic(out / f"{name}.csv", flat)
 
 
 def plot_layers(rows: list[dict], path: Path) -> None:

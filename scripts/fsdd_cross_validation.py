@@ -19,7 +19,6 @@ cross_validation.png (beam WER per test speaker, plain and adapted). Every fold'
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import shutil
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from data.atomic import write_text_atomic  # noqa: E402
+from data.atomic import write_csv_atomic, write_text_atomic  # noqa: E402
 from data.fsdd import FsddConfig  # noqa: E402
 from training.checkpoint import code_version  # noqa: E402
 from training.run_driver import REPO, TrainingRun, train_run  # noqa: E402
@@ -127,16 +126,12 @@ def write_report(rows: list[dict], out: Path, command: str, wall_minutes: float)
         {"command": command, "commit": code_version(), "folds": rows,
          "mean": {c: m for c, (m, _) in summary.items()}, "std": {c: s for c, (_, s) in summary.items()}},
         indent=2) + "\n")
-    with open(out / "cross_validation.csv.tmp", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "cross_validation.csv.tmp").replace(out / "cross_validation.csv")
+    write_csv_atomic(out / "cross_validation.csv", rows)
     lines = [
         "# FSDD connected digits: speaker-wise cross-validation\n",
         f"- command: `{command}`\n- commit: {code_version()}, {time.strftime('%Y-%m-%d %H:%M')}",
         f"- this invocation: {wall_minutes:.1f} min; WER/CER in % on the fold's test speaker (never heard in "
-        "training), 100 utterances; beam: digit-lexicon beam search with a word bigram of the training "
+        "training); beam: digit-lexicon beam search with a word bigram of the training "
         "transcripts, weights tuned on the dev speaker; adapted: batch-norm statistics re-estimated on the test "
         "speaker's own audio (AdaBN, transductive)\n",
         "| test speaker | dev speaker | train speakers | greedy WER | beam WER | beam CER | adapted beam WER "

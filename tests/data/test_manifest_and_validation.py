@@ -76,3 +76,14 @@ def test_validator_reports_each_kind_of_broken_input(tmp_path):
     assert report.num_skipped == 6
     assert "missing.wav" in report.details() and "corrupt.wav" in report.details()
     assert report.summary().startswith("1/7 utterances kept")
+
+
+def test_csv_is_written_whole_with_every_key_as_a_column(tmp_path):
+    from data.atomic import write_csv_atomic
+
+    path = tmp_path / "out" / "rows.csv"
+    write_csv_atomic(path, [{"a": 1, "b": "x"}, {"a": 2, "c": 3.5}])
+    assert path.read_text().splitlines() == ["a,b,c", "1,x,", "2,,3.5"]
+    assert [p.name for p in path.parent.iterdir()] == ["rows.csv"]          # no temporary file left behind
+    write_csv_atomic(path, [])
+    assert path.read_text() == ""

@@ -53,6 +53,8 @@ def test_one_fold_trains_evaluates_twice_reports_and_skips_on_a_rerun(tmp_path):
     assert report["mean"]["beam_wer"] == pytest.approx(row["beam_wer"]) and report["std"]["beam_wer"] == 0
     assert "| cat | dan | ann bob |" in (tmp_path / "cv" / "cross_validation.md").read_text()
     assert (tmp_path / "cv" / "cross_validation.png").stat().st_size > 0
+    header, line = (tmp_path / "cv" / "cross_validation.csv").read_text().splitlines()
+    assert header.split(",")[:4] == ["test", "dev", "train", "greedy_wer"] and line.startswith("cat,dan,ann bob,")
     stamps = {p: p.stat().st_mtime_ns for p in run.rglob("results.json")}
     assert main(argv) == [row]                                         # nothing is trained or evaluated again
     assert {p: p.stat().st_mtime_ns for p in run.rglob("results.json")} == stamps
