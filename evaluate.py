@@ -23,7 +23,6 @@ import argparse
 import copy
 import json
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,9 +44,9 @@ from training.beam_evaluation import (
 )
 from training.ensemble import check_compatible, estimate_delays, fuse_posteriors, greedy_texts
 from training.evaluation import evaluate_dataset
-from training.inference import LoadedModel, load_model
+from training.inference import LoadedModel, evaluation_data, load_model
 from training.lm import build_lm
-from training.pipeline import manifest_paths, validated
+from training.pipeline import manifest_paths
 from training.scoring import score
 from training.trainer import pick_device
 
@@ -56,10 +55,7 @@ log = logging.getLogger("evaluate")
 
 def load_split(loaded: LoadedModel, manifest: Path) -> tuple[ValidationReport, SpeechDataset]:
     """The usable utterances of ``manifest`` for this model (skips counted and logged) and their dataset."""
-    utterances = validated(
-        read_manifest(manifest), loaded.frontend, loaded.model.output_lengths, math.inf, str(manifest)
-    )
-    return utterances, loaded.frontend.dataset(utterances.kept, loaded.data_cfg, train=False)
+    return evaluation_data(loaded, read_manifest(manifest), str(manifest))
 
 
 class BatchNormAdapter:

@@ -21,7 +21,7 @@ class RowRun(TrainingRun):
         """Fraction of zeros over the pruned tensors at the end of training (pruning_report.json)."""
         report = self.run_dir / "pruning_report.json"
         if not self.finished or not report.is_file():
-            raise RuntimeError(f"row {self.row.name} has not finished training ({self.run_dir}); "
+            raise RuntimeError(f"row {self.name} has not finished training ({self.run_dir}); "
                                f"the hard rows need its final sparsity")
         tensors = json.loads(report.read_text())["tensors"]
         return 1 - sum(t["nonzeros"] for t in tensors) / sum(t["numel"] for t in tensors)

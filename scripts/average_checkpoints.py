@@ -13,7 +13,6 @@ running statistics is not the statistics of their mean weights.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from data.manifest import read_manifest  # noqa: E402
 from training.averaging import average_checkpoints  # noqa: E402
 from training.batch_norm import recompute_batch_norm  # noqa: E402
 from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from training.inference import model_from_checkpoint  # noqa: E402
-from training.pipeline import manifest_paths, validated  # noqa: E402
+from training.inference import evaluation_data, model_from_checkpoint  # noqa: E402
+from training.pipeline import manifest_paths  # noqa: E402
 from training.trainer import pick_device  # noqa: E402
 
 
@@ -50,8 +49,7 @@ def with_training_statistics(checkpoint: dict, count: int, device: torch.device,
     loaded = model_from_checkpoint(checkpoint, device)
     train = read_manifest(manifest_paths(loaded.data_cfg, progress=False)["train"])
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()[:count]
-    report = validated([train[i] for i in order], loaded.frontend, loaded.model.output_lengths, math.inf, "train")
-    dataset = loaded.frontend.dataset(report.kept, loaded.data_cfg, train=False)
+    report, dataset = evaluation_data(loaded, [train[i] for i in order], "train")
     recompute_batch_norm(loaded.model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
     state = loaded.model.state_dict()
     return {**checkpoint, "model": {name: state[name].cpu() for name in checkpoint["model"]},

@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from data.atomic import write_text_atomic
 from training.loss import ctc_losses
 
 
@@ -41,8 +42,7 @@ def timed_train_step(
 
 
 def write_table(lines: list[str], out: Path) -> str:
-    """Join a benchmark's markdown ``lines``, write them to ``out`` (folders created) and return the table."""
+    """Join a benchmark's markdown ``lines``, write them to ``out`` atomically (folders created), return the table."""
     table = "\n".join(lines)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table + "\n")
+    write_text_atomic(out, table + "\n")
     return table

@@ -1,6 +1,7 @@
 """Rebuild a trained model and its front-end from a checkpoint alone."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,9 +10,12 @@ from omegaconf import OmegaConf
 
 from data.audio import load_audio
 from data.config import DataConfig
+from data.dataset import SpeechDataset
+from data.manifest import Utterance
+from data.validate import ValidationReport
 from models.config import ModelConfig, build_model
 from training.checkpoint import load_checkpoint
-from training.pipeline import Frontend
+from training.pipeline import Frontend, validated
 from training.scoring import greedy_decode
 
 
@@ -37,6 +41,15 @@ class LoadedModel:
     def transcribe(self, audio_path: str | Path) -> str:
         """Greedy transcript of one audio file."""
         return transcribe_file(self.model, self.frontend, audio_path, self.data_cfg.sample_rate)
+
+
+def evaluation_data(loaded: LoadedModel, utterances: list[Utterance], source: str
+                    ) -> tuple[ValidationReport, SpeechDataset]:
+    """The usable ``utterances`` for ``loaded`` (a :class:`LoadedModel` or anything with its ``model``, ``frontend``
+    and ``data_cfg``, such as deploy/runtime.py's DeployedModel; no length limit; skips counted and logged under
+    ``source``) and their un-augmented dataset."""
+    report = validated(utterances, loaded.frontend, loaded.model.output_lengths, math.inf, source)
+    return report, loaded.frontend.dataset(report.kept, loaded.data_cfg, train=False)
 
 
 @torch.no_grad()
