@@ -71,8 +71,9 @@ def train_run(run: TrainingRun, overrides: list[str], position: str) -> None:
     attempts[-1].update(seconds=time.time() - tic, returncode=result.returncode)
     _write_state(run, overrides, attempts)
     if result.returncode != 0 or not run.finished:
-        raise RuntimeError(f"{run.name}: train.py exited with {result.returncode}; see "
-                           f"{run.run_dir / 'train.log'}. Run the same command again to resume it.")
+        raise RuntimeError(f"{run.name}: train.py exited with {result.returncode}; see its output above (a config "
+                           f"error, such as an unknown key, stops it before {run.run_dir / 'train.log'} exists). "
+                           "Run the same command again to resume it.")
     log.info("%s %s: done in %.1f min", position, run.name, attempts[-1]["seconds"] / 60)
 
 
