@@ -24,6 +24,7 @@ import copy
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,12 +39,11 @@ from training.beam_evaluation import (
     DEFAULT_LM_WEIGHTS,
     DEFAULT_WORD_SCORES,
     beam_evaluate,
-    collect_emissions,
     plot_tuning,
     tune,
 )
 from training.ensemble import check_compatible, estimate_delays, fuse_posteriors, greedy_texts
-from training.evaluation import evaluate_dataset
+from training.evaluation import EvaluationResult, evaluate_dataset
 from training.inference import LoadedModel, evaluation_data, load_model
 from training.lm import build_lm
 from training.pipeline import manifest_paths
@@ -53,43 +53,60 @@ from training.trainer import pick_device
 log = logging.getLogger("evaluate")
 
 
-def load_split(loaded: LoadedModel, manifest: Path) -> tuple[ValidationReport, SpeechDataset]:
-    """The usable utterances of ``manifest`` for this model (skips counted and logged) and their dataset."""
-    return evaluation_data(loaded, read_manifest(manifest), str(manifest))
+@dataclass
+class SplitPass:
+    """One model's forward pass over one split: the usable utterances (skips counted), their dataset, and the
+    greedy results with, when the beam search or the ensemble needs them, the log-probabilities."""
+
+    utterances: ValidationReport
+    dataset: SpeechDataset
+    result: EvaluationResult
+
+    @property
+    def references(self) -> list[str]:
+        return [utt.text for utt in self.dataset.utterances]
 
 
-class BatchNormAdapter:
-    """``--adapt-batch-norm``: for each (model, split), a copy of the model whose batch-norm statistics come from
-    that split's own audio (training/batch_norm.py), built once and reused by the greedy pass, the beam search and
-    the ensemble."""
+class SplitPasses:
+    """Decodes each (model, split) once: the greedy row, the beam search, the tuning on dev and ``--ensemble`` all
+    read the same pass. With ``adapt_batch_norm`` (``--adapt-batch-norm``) the pass runs on a copy of the model
+    whose batch-norm statistics come from that split's own audio (AdaBN, training/batch_norm.py)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, adapt_batch_norm: bool = False, keep_emissions: bool = False) -> None:
         self.device = device
-        self._adapted: dict[tuple[int, Path], torch.nn.Module] = {}
+        self.adapt_batch_norm = adapt_batch_norm
+        self.keep_emissions = keep_emissions
+        self._passes: dict[tuple[int, Path], SplitPass] = {}
 
-    def model(self, loaded: LoadedModel, manifest: Path, dataset: SpeechDataset) -> torch.nn.Module:
+    def __call__(self, loaded: LoadedModel, manifest: Path) -> SplitPass:
         key = (id(loaded), Path(manifest))
-        if key not in self._adapted:
-            model = copy.deepcopy(loaded.model)
-            recompute_batch_norm(model, dataset, self.device, loaded.data_cfg.max_frames_per_batch, progress=True)
-            self._adapted[key] = model
-        return self._adapted[key]
+        if key not in self._passes:
+            utterances, dataset = evaluation_data(loaded, read_manifest(manifest), str(manifest))
+            model = loaded.model
+            if self.adapt_batch_norm:
+                model = copy.deepcopy(loaded.model)
+                recompute_batch_norm(model, dataset, self.device, loaded.data_cfg.max_frames_per_batch, progress=True)
+            result = evaluate_dataset(model, dataset, self.device, loaded.data_cfg.max_frames_per_batch, progress=True,
+                                      keep_emissions=self.keep_emissions)
+            self._passes[key] = SplitPass(utterances, dataset, result)
+        return self._passes[key]
+
+    def emissions(self, loaded: LoadedModel, manifest: Path) -> tuple[list[torch.Tensor], list[str]]:
+        """Log-probabilities and reference transcripts of the usable utterances of ``manifest``, in manifest
+        order (needs ``keep_emissions``)."""
+        split = self(loaded, manifest)
+        if split.result.emissions is None:
+            raise RuntimeError("SplitPasses(keep_emissions=False) keeps no log-probabilities")
+        return split.result.emissions, split.references
+
+    def forget(self, loaded: LoadedModel) -> None:
+        """Drop ``loaded``'s passes (their log-probabilities take memory on large test sets)."""
+        self._passes = {key: value for key, value in self._passes.items() if key[0] != id(loaded)}
 
 
-def model_for(loaded: LoadedModel, manifest: Path, dataset: SpeechDataset,
-              adapter: BatchNormAdapter | None) -> torch.nn.Module:
-    """``loaded.model``, or the copy ``adapter`` adapted to ``manifest``'s audio."""
-    return loaded.model if adapter is None else adapter.model(loaded, manifest, dataset)
-
-
-def evaluate_checkpoint(
-    loaded: LoadedModel, manifest: Path, device: torch.device, adapter: BatchNormAdapter | None = None
-) -> tuple[dict, list[dict]]:
-    """Score one model on ``manifest`` with greedy decoding (with an ``adapter``, the model adapted to the split);
-    returns its results row and per-utterance records."""
-    utterances, dataset = load_split(loaded, manifest)
-    model = model_for(loaded, manifest, dataset, adapter)
-    result = evaluate_dataset(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
+def evaluate_checkpoint(loaded: LoadedModel, manifest: Path, passes: SplitPasses) -> tuple[dict, list[dict]]:
+    """Score one model on ``manifest`` with greedy decoding; returns its results row and per-utterance records."""
+    split = passes(loaded, manifest)
     total, nonzero = loaded.num_parameters()
     row = {
         "name": loaded.name,
@@ -100,23 +117,12 @@ def evaluate_checkpoint(
         "nonzero_params": nonzero,
         "sparsity": 1 - nonzero / total,
         "manifest": str(manifest),
-        "skipped_utterances": utterances.num_skipped,
-        "batch_norm_adapted": adapter is not None,
-        "loss": result.loss,
-        **result.scores.as_dict(),
+        "skipped_utterances": split.utterances.num_skipped,
+        "batch_norm_adapted": passes.adapt_batch_norm,
+        "loss": split.result.loss,
+        **split.result.scores.as_dict(),
     }
-    return row, result.records
-
-
-def emissions_of(
-    loaded: LoadedModel, manifest: Path, device: torch.device, adapter: BatchNormAdapter | None = None
-) -> tuple[list[torch.Tensor], list[str]]:
-    """Log-probabilities and reference transcripts of the usable utterances of ``manifest``, in manifest order
-    (with an ``adapter``, of the model adapted to them)."""
-    _, dataset = load_split(loaded, manifest)
-    model = model_for(loaded, manifest, dataset, adapter)
-    emissions = collect_emissions(model, dataset, device, loaded.data_cfg.max_frames_per_batch, progress=True)
-    return emissions, [utt.text for utt in dataset.utterances]
+    return row, [dict(record) for record in split.result.records]
 
 
 def language_model(spec: str | None, loaded: LoadedModel, args: argparse.Namespace, built: dict) -> Path | None:
@@ -174,8 +180,8 @@ def evaluate_beam(
 
 
 def evaluate_ensemble(
-    models: list[LoadedModel], names: list[str], manifest: Path, device: torch.device, args: argparse.Namespace,
-    built: dict, adapter: BatchNormAdapter | None = None,
+    models: list[LoadedModel], names: list[str], manifest: Path, passes: SplitPasses, args: argparse.Namespace,
+    built: dict,
 ) -> tuple[dict, list[dict]]:
     """The models scored as one (``--ensemble``): their posteriors, aligned by each model's delay estimated on the
     split itself (no transcripts used) and fused (training/ensemble.py), decoded greedily and, with ``--beam``, by
@@ -186,7 +192,7 @@ def evaluate_ensemble(
 
     def fused_emissions(path: Path) -> tuple[list[torch.Tensor], list[str]]:
         if path not in fused:
-            per_model = [emissions_of(model, path, device, adapter) for model in models]
+            per_model = [passes.emissions(model, path) for model in models]
             references = per_model[0][1]
             if any(other != references for _, other in per_model[1:]):
                 raise ValueError(f"ensemble: the models keep different utterances of {path} (their front-ends differ)")
@@ -212,7 +218,7 @@ def evaluate_ensemble(
         "sparsity": 1 - nonzero / total,
         "manifest": str(manifest),
         "delays": delays_of[manifest],
-        "batch_norm_adapted": adapter is not None,
+        "batch_norm_adapted": passes.adapt_batch_norm,
         **score(references, hypotheses).as_dict(),
     }
     records = [{"reference": ref, "hypothesis": hyp} for ref, hyp in zip(references, hypotheses)]
@@ -352,24 +358,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = [load_model(path, device) for path in args.checkpoints]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, built_lms = [], {}
-    adapter = BatchNormAdapter(device) if args.adapt_batch_norm else None
+    passes = SplitPasses(device, args.adapt_batch_norm, keep_emissions=args.beam is not None or args.ensemble)
     for name, loaded in zip(unique_names(models, args.names), models):
         manifest = args.manifest or manifest_paths(loaded.data_cfg, progress=False)[args.split]
-        row, records = evaluate_checkpoint(loaded, manifest, device, adapter)
+        row, records = evaluate_checkpoint(loaded, manifest, passes)
         row["name"] = name
         if args.beam is not None:
             fields, hypotheses = evaluate_beam(
-                loaded, name, lambda path, loaded=loaded: emissions_of(loaded, path, device, adapter),
+                loaded, name, lambda path, loaded=loaded: passes.emissions(loaded, path),
                 manifest, args, built_lms)
             row.update(fields)
             for record, hypothesis in zip(records, hypotheses, strict=True):
                 record["beam_hypothesis"] = hypothesis
         rows.append(row)
         write_text_atomic(args.out / f"{name}.hyps.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+        if not args.ensemble:
+            passes.forget(loaded)
     if args.ensemble:
         manifest = args.manifest or manifest_paths(models[0].data_cfg, progress=False)[args.split]
-        row, records = evaluate_ensemble(models, [r["name"] for r in rows], manifest, device, args, built_lms,
-                                          adapter)
+        row, records = evaluate_ensemble(models, [r["name"] for r in rows], manifest, passes, args, built_lms)
         rows.append(row)
         write_text_atomic(args.out / "ensemble.hyps.jsonl", "".join(json.dumps(record) + "\n" for record in records))
     add_relative(rows, args.baseline)

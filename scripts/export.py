@@ -26,7 +26,7 @@ from deploy.export import export_model, max_weight_error, size_markdown, size_su
 from deploy.format import save_bundle
 from deploy.runtime import load_deployed
 from deploy.sparse import VALUE_DTYPES
-from evaluate import evaluate_checkpoint
+from evaluate import SplitPasses, evaluate_checkpoint
 from training.inference import load_model
 from training.pipeline import manifest_paths
 
@@ -64,12 +64,13 @@ def evaluation_table(rows: list[dict]) -> str:
 def evaluate_all(loaded, exports: dict[str, Path], manifest: Path, out: Path) -> list[dict]:
     """Score the checkpoint and every export on ``manifest`` (CPU); write per-utterance hypotheses."""
     device = torch.device("cpu")
-    base_row, base_records = evaluate_checkpoint(loaded, manifest, device)
+    passes = SplitPasses(device)
+    base_row, base_records = evaluate_checkpoint(loaded, manifest, passes)
     rows = [{**base_row, "label": "checkpoint (masked dense)", "file_bytes": None,
              "same_hypotheses": len(base_records)}]
     for dtype, path in exports.items():
         deployed = load_deployed(path, device)
-        row, records = evaluate_checkpoint(deployed, manifest, device)
+        row, records = evaluate_checkpoint(deployed, manifest, passes)
         same = sum(a["hypothesis"] == b["hypothesis"] for a, b in zip(base_records, records))
         rows.append({**row, "label": f"export {dtype}", "file_bytes": path.stat().st_size, "same_hypotheses": same,
                      "kernel_choices": [{**d, "key": list(d["key"])} for d in deployed.planner.report()]})

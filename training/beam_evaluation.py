@@ -1,5 +1,5 @@
-"""Beam-search evaluation: a model's log-probabilities over a dataset, beam decoding and corpus scoring of them,
-and the grid search of the LM weight and word score on dev (with its heatmap). Scores come from the one
+"""Beam-search evaluation: beam decoding of a model's log-probabilities over a dataset (training/evaluation.py
+keeps them) and corpus scoring of them, and the grid search of the LM weight and word score on dev (with its heatmap). Scores come from the one
 corpus-level scorer."""
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from tqdm import tqdm
 
-from data.dataset import SpeechDataset, collate
-from data.sampler import DurationBatchSampler
 from training.beam import BeamSearchDecoder, BeamSettings
 from training.scoring import Scores, score
 
@@ -23,25 +21,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LM_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 DEFAULT_WORD_SCORES = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0)
-
-
-@torch.no_grad()
-def collect_emissions(
-    model: torch.nn.Module, dataset: SpeechDataset, device: torch.device, max_frames_per_batch: int,
-    progress: bool = False,
-) -> list[torch.Tensor]:
-    """Per utterance, in dataset order, the model's log-probabilities (out_frames, num_classes), float32 on CPU."""
-    sampler = DurationBatchSampler(dataset.num_frames(), max_frames_per_batch, sortagrad=False, shuffle=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-    was_training = model.training
-    model.eval()
-    emissions: list[torch.Tensor] = [torch.empty(0)] * len(dataset)
-    for batch in tqdm(loader, desc="log-probabilities", disable=not progress, leave=False):
-        log_probs, out_lengths = model(batch.features.to(device), batch.feature_lengths.to(device))
-        for row, (index, length) in enumerate(zip(batch.indices.tolist(), out_lengths.tolist())):
-            emissions[index] = log_probs[row, :length].float().cpu().contiguous()
-    model.train(was_training)
-    return emissions
 
 
 @dataclass

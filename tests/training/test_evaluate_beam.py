@@ -6,7 +6,9 @@ import sys
 import pytest
 
 import evaluate
+from data.manifest import read_manifest
 from training.beam import DecoderUnavailable
+from training.evaluation import evaluate_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +38,27 @@ def test_beam_results_sit_next_to_greedy_ones(tiny_run, tiny_corpus, tmp_path):
     [row] = evaluate.main([str(tiny_run), "--out", str(tmp_path / "user"), "--beam", "4", "--lm", rows[0]["lm"],
                            "--lm-weight", "0.5", "--word-score", "-2"])
     assert (row["lm"], row["lm_weight"], row["word_score"], row["tuned_on"]) == (rows[0]["lm"], 0.5, -2.0, None)
+
+
+def test_each_split_is_decoded_once_for_greedy_beam_and_tuning(tiny_run, tiny_corpus, tmp_path, monkeypatch):
+    pytest.importorskip("flashlight.lib.text.decoder.kenlm", reason="needs the optional extra 'lm'")
+    decoded = []
+
+    def counted(model, dataset, *args, **kwargs):
+        result = evaluate_dataset(model, dataset, *args, **kwargs)
+        decoded.append((len(dataset), kwargs.get("keep_emissions"), len(result.emissions or [])))
+        return result
+
+    monkeypatch.setattr(evaluate, "evaluate_dataset", counted)
+    [row] = evaluate.main([str(tiny_run), "--split", "test", "--beam", "4", "--lm", "train", "--lm-order", "2",
+                           "--tune", "--tune-lm-weights", "0", "--tune-word-scores", "0", "--out", str(tmp_path / "e")])
+    assert row["tuned_on"] == str(tiny_corpus["dev"]) and row["beam_wer"] >= 0
+    sizes = [len(read_manifest(tiny_corpus[split])) for split in ("test", "dev")]
+    assert decoded == [(n, True, n) for n in sizes]  # one pass per split; it kept the log-probabilities
+
+    decoded.clear()
+    evaluate.main([str(tiny_run), "--split", "test", "--out", str(tmp_path / "greedy")])
+    assert decoded == [(sizes[0], False, 0)]  # greedy only: nothing kept
 
 
 def test_greedy_evaluation_needs_no_flashlight_and_beam_search_names_the_extra(tiny_run, tmp_path, monkeypatch):
