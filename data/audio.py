@@ -1,12 +1,14 @@
-"""Audio I/O behind one pair of functions (soundfile; torchaudio only for resampling)."""
+"""Audio I/O behind one pair of functions (soundfile), resampling and time stretching (torchaudio)."""
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
+from torchaudio.functional import phase_vocoder
 
 from data.atomic import atomic_path
 
@@ -64,3 +66,15 @@ def write_audio(path: str | Path, samples: torch.Tensor | np.ndarray, sample_rat
     data = np.clip(data.astype(np.float32), -1.0, 1.0)
     with atomic_path(path) as tmp:
         soundfile.write(str(tmp), data, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def time_stretch(wave: np.ndarray, factor: float, n_fft: int = 512, hop: int = 128) -> np.ndarray:
+    """``wave`` (float32, (num_samples,)) lasting ``factor`` times as long at the same pitch (phase vocoder);
+    returned as it is when ``factor`` is 1."""
+    if factor == 1.0:
+        return wave
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(torch.from_numpy(wave), n_fft, hop, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * hop, n_fft // 2 + 1)[:, None]
+    stretched = phase_vocoder(spec, 1 / factor, advance)
+    return torch.istft(stretched, n_fft, hop, window=window, length=round(len(wave) * factor)).numpy()

@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,11 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torchaudio.functional import phase_vocoder
 from tqdm import tqdm
 
 from data.atomic import write_text_atomic
-from data.audio import audio_duration, resample, write_audio
+from data.audio import audio_duration, resample, time_stretch, write_audio
 from data.fsdd_source import DIGIT_WORDS, Recording, scan_recordings, source_listing
 from data.manifest import Utterance, write_manifest
 from data.prep_report import write_report
@@ -251,18 +249,6 @@ def render(spec: UtteranceSpec, clips: dict[str, np.ndarray], sample_rate: int) 
     noisy = (speech + noise * np.sqrt(digit_power / 10 ** (spec.snr_db / 10))).astype(np.float32)
     peak = float(np.abs(noisy).max())
     return noisy * np.float32(_MAX_PEAK / peak) if peak > _MAX_PEAK else noisy
-
-
-def time_stretch(wave: np.ndarray, factor: float, n_fft: int = 512, hop: int = 128) -> np.ndarray:
-    """``wave`` (float32, (num_samples,)) lasting ``factor`` times as long at the same pitch (phase vocoder);
-    returned as it is when ``factor`` is 1."""
-    if factor == 1.0:
-        return wave
-    window = torch.hann_window(n_fft)
-    spec = torch.stft(torch.from_numpy(wave), n_fft, hop, window=window, return_complex=True)
-    advance = torch.linspace(0, math.pi * hop, n_fft // 2 + 1)[:, None]
-    stretched = phase_vocoder(spec, 1 / factor, advance)
-    return torch.istft(stretched, n_fft, hop, window=window, length=round(len(wave) * factor)).numpy()
 
 
 def load_clips(recordings: list[Recording], sample_rate: int) -> dict[str, np.ndarray]:
