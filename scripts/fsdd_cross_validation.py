@@ -37,6 +37,7 @@ from data.atomic import write_csv_atomic, write_text_atomic  # noqa: E402
 from data.fsdd import FsddConfig  # noqa: E402
 from training.checkpoint import code_version  # noqa: E402
 from training.run_driver import REPO, TrainingRun, train_run  # noqa: E402
+from training.word_errors import WordEdits, read_hyps  # noqa: E402
 
 log = logging.getLogger("fsdd_cross_validation")
 RECIPE = FsddConfig()
@@ -108,7 +109,14 @@ def fold_row(fold: Fold, run: TrainingRun) -> dict | None:
     return {"test": fold.test, "dev": fold.dev, "train": " ".join(fold.train),
             "greedy_wer": 100 * plain["wer"], "beam_wer": 100 * plain["beam_wer"],
             "beam_cer": 100 * plain["beam_cer"], "adapted_beam_wer": 100 * adapted["beam_wer"],
-            "test_words": plain["num_words"], "train_minutes": run.train_seconds() / 60}
+            "test_words": plain["num_words"], "train_minutes": run.train_seconds() / 60,
+            "top_beam_error": top_error(run.run_dir / "eval_test_plain" / "fsdd.hyps.jsonl")}
+
+
+def top_error(hyps: Path) -> str:
+    """The most frequent word error of the beam search in an evaluate.py ``hyps.jsonl``, as "one -> nine x36"."""
+    errors = WordEdits.of(*read_hyps(hyps, "beam_hypothesis")).errors()
+    return f"{errors[0][0]} -> {errors[0][1]} x{errors[0][2]}" if errors else "none"
 
 
 def summarise(rows: list[dict], columns: tuple[str, ...]) -> dict[str, tuple[float, float]]:
@@ -135,12 +143,13 @@ def write_report(rows: list[dict], out: Path, command: str, wall_minutes: float)
         "transcripts, weights tuned on the dev speaker; adapted: batch-norm statistics re-estimated on the test "
         "speaker's own audio (AdaBN, transductive)\n",
         "| test speaker | dev speaker | train speakers | greedy WER | beam WER | beam CER | adapted beam WER "
-        "| training min |",
-        "|---|---|---|---|---|---|---|---|",
+        "| training min | most frequent beam error |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['test']} | {r['dev']} | {r['train']} | {r['greedy_wer']:.2f} | {r['beam_wer']:.2f} | "
-              f"{r['beam_cer']:.2f} | {r['adapted_beam_wer']:.2f} | {r['train_minutes']:.1f} |" for r in rows]
-    lines.append("| **mean ± std** | | | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in summary.values()) + " | |")
+              f"{r['beam_cer']:.2f} | {r['adapted_beam_wer']:.2f} | {r['train_minutes']:.1f} | {r['top_beam_error']} |"
+              for r in rows]
+    lines.append("| **mean ± std** | | | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in summary.values()) + " | | |")
     write_text_atomic(out / "cross_validation.md", "\n".join(lines) + "\n")
     plot_folds(rows, out / "cross_validation.png")
 

@@ -13,7 +13,6 @@ the errors add up to WER x reference words.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,27 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from training.word_errors import GAP, WordEdits  # noqa: E402
-
-
-def read_hyps(path: Path, field: str) -> tuple[list[str], list[str]]:
-    """(references, hypotheses) of a hyps.jsonl file; ValueError naming the file and line when a line is not JSON
-    or lacks ``field``."""
-    references, hypotheses = [], []
-    with path.open() as lines:
-        for number, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not a JSON line ({error})") from None
-            if field not in row:
-                raise ValueError(f"{path}:{number}: no {field!r} field (fields: {', '.join(sorted(row))}); "
-                                 "beam hypotheses exist only for evaluate.py --beam runs")
-            references.append(row["reference"])
-            hypotheses.append(row[field])
-    if not references:
-        raise ValueError(f"{path}: no utterances")
-    return references, hypotheses
+from training.word_errors import GAP, WordEdits, read_hyps  # noqa: E402
 
 
 def report(edits: WordEdits, title: str, top: int, num_words: int) -> str:

@@ -2,12 +2,15 @@
 
 Every reference word is aligned to one hypothesis word (a hit or a substitution) or to none (a deletion); every
 unaligned hypothesis word is an insertion. The counts add up to the WER's numerator:
-substitutions + deletions + insertions = WER x reference words.
+substitutions + deletions + insertions = WER x reference words. :func:`read_hyps` reads the transcripts from
+evaluate.py's ``<name>.hyps.jsonl``.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import jiwer
 
@@ -63,3 +66,23 @@ class WordEdits:
                 seen[ref] += count
                 wrong[ref] += count * (ref != hyp)
         return sorted(((word, seen[word], wrong[word]) for word in seen), key=lambda row: (-row[1], row[0]))
+
+
+def read_hyps(path: Path, field: str) -> tuple[list[str], list[str]]:
+    """(references, hypotheses) of a hyps.jsonl file; ValueError naming the file and line when a line is not JSON
+    or lacks ``field``."""
+    references, hypotheses = [], []
+    with path.open() as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not a JSON line ({error})") from None
+            if field not in row:
+                raise ValueError(f"{path}:{number}: no {field!r} field (fields: {', '.join(sorted(row))}); "
+                                 "beam hypotheses exist only for evaluate.py --beam runs")
+            references.append(row["reference"])
+            hypotheses.append(row[field])
+    if not references:
+        raise ValueError(f"{path}: no utterances")
+    return references, hypotheses

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from scripts.fsdd_cross_validation import Fold, fold_overrides, main, speaker_folds, summarise
+from scripts.fsdd_cross_validation import Fold, fold_overrides, main, speaker_folds, summarise, top_error
 from tests.data.test_fsdd import write_source
 
 
@@ -52,6 +52,7 @@ def test_one_fold_trains_evaluates_twice_reports_and_skips_on_a_rerun(tmp_path):
     report = json.loads((tmp_path / "cv" / "cross_validation.json").read_text())
     assert report["mean"]["beam_wer"] == pytest.approx(row["beam_wer"]) and report["std"]["beam_wer"] == 0
     assert "| cat | dan | ann bob |" in (tmp_path / "cv" / "cross_validation.md").read_text()
+    assert f"| {row['top_beam_error']} |" in (tmp_path / "cv" / "cross_validation.md").read_text()
     assert (tmp_path / "cv" / "cross_validation.png").stat().st_size > 0
     header, line = (tmp_path / "cv" / "cross_validation.csv").read_text().splitlines()
     assert header.split(",")[:4] == ["test", "dev", "train", "greedy_wer"] and line.startswith("cat,dan,ann bob,")
@@ -60,3 +61,13 @@ def test_one_fold_trains_evaluates_twice_reports_and_skips_on_a_rerun(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in run.rglob("results.json")} == stamps
     with pytest.raises(SystemExit):
         main([*argv[:4], "--folds", "eve"])
+
+
+def test_the_most_frequent_beam_error_is_named_with_its_count(tmp_path):
+    hyps = tmp_path / "fsdd.hyps.jsonl"
+    lines = [{"reference": "one two", "hypothesis": "x", "beam_hypothesis": "nine two"},
+             {"reference": "one four", "hypothesis": "x", "beam_hypothesis": "nine"}]
+    hyps.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert top_error(hyps) == "one -> nine x2"
+    hyps.write_text(json.dumps({"reference": "one", "hypothesis": "two", "beam_hypothesis": "one"}) + "\n")
+    assert top_error(hyps) == "none"
