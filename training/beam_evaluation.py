@@ -1,6 +1,6 @@
 """Beam-search evaluation: beam decoding of a model's log-probabilities over a dataset (training/evaluation.py
-keeps them) and corpus scoring of them, and the grid search of the LM weight and word score on dev (with its heatmap). Scores come from the one
-corpus-level scorer."""
+keeps them) and corpus scoring of them, and the grid search of the LM weight and word score on dev (with its
+heatmap). Scores come from the one corpus-level scorer."""
 from __future__ import annotations
 
 import itertools

@@ -43,12 +43,12 @@ def evaluate_dataset(
     model.eval()
     hypotheses: list[str] = [""] * len(dataset)
     losses = torch.zeros(len(dataset))
-    emissions: list[torch.Tensor] = [torch.empty(0)] * len(dataset)
+    emissions: Optional[list[torch.Tensor]] = [torch.empty(0)] * len(dataset) if keep_emissions else None
     for batch in tqdm(loader, desc="decoding", disable=not progress, leave=False):
         log_probs, out_lengths = model(batch.features.to(device), batch.feature_lengths.to(device))
         batch_losses, _ = ctc_losses(log_probs, out_lengths, batch.targets, batch.target_lengths)
         losses[batch.indices] = batch_losses.cpu()
-        if keep_emissions:
+        if emissions is not None:
             for row, (index, length) in enumerate(zip(batch.indices.tolist(), out_lengths.tolist())):
                 emissions[index] = log_probs[row, :length].float().cpu().contiguous()
         for index, text in zip(batch.indices.tolist(), greedy_decode(log_probs, out_lengths, dataset.tokenizer)):
@@ -59,5 +59,4 @@ def evaluate_dataset(
         {"audio_filepath": utt.audio_filepath, "reference": utt.text, "hypothesis": hyp, "loss": float(loss)}
         for utt, hyp, loss in zip(dataset.utterances, hypotheses, losses)
     ]
-    return EvaluationResult(score(references, hypotheses), float(losses.mean()), records,
-                            emissions if keep_emissions else None)
+    return EvaluationResult(score(references, hypotheses), float(losses.mean()), records, emissions)
